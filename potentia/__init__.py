@@ -1,0 +1,27 @@
+"""potentia: correct constrained sampling from language models.
+
+The LM times the user's potentials is the target; the engines return properly weighted
+samples of it and an estimate of its normaliser::
+
+    import potentia as pt
+    out = pt.sample(model, "prompt", constraint, particles=16, seed=0)
+    out.posterior, out.log_z
+"""
+
+from potentia.api import register_sampler, sample
+from potentia.potentials import Potential, PotentialState, Vocabulary
+from potentia.samplers import DirectSampler, TokenSampler
+from potentia.smc import Result, smc
+
+__all__ = [
+    "sample",
+    "smc",
+    "register_sampler",
+    "Potential",
+    "PotentialState",
+    "Vocabulary",
+    "TokenSampler",
+    "DirectSampler",
+    "Result",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,325 @@
+"""Composition of potentials: product, boolean algebra of hard constraints, powers.
+
+* ``a * b`` — :class:`Product`: log weights add. Vocabularies must hold the same tokens
+  (possibly in another order; the product uses the first factor's order).
+* ``a & b`` — :class:`And`: product of hard constraints (the intersection language).
+* ``a | b`` — :class:`Or`: union of two hard constraints (max in log space).
+* ``~a``   — :class:`Not`: complement of a hard constraint. The complement's prefix
+  language is not derivable from the operand's, so the prefix weight is 1 everywhere
+  (sound) and the constraint is enforced exactly by ``complete``; SMC weights make this a
+  correct sampler.
+* ``a ** b`` — :class:`Power`: tempering a soft potential, log φ·β.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from potentia.potentials.base import Potential, PotentialState, Vocabulary, as_potential
+
+__all__ = ["Product", "And", "Or", "Not", "Power", "Lifted", "align"]
+
+
+def align(target: Vocabulary, other: Vocabulary, what: str) -> np.ndarray | None:
+    """Map positions of ``target`` to positions of ``other`` holding the same token.
+
+    Returns ``None`` when the vocabularies are identical (no mapping needed).
+
+    Raises:
+        ValueError: if the two vocabularies do not hold the same set of tokens.
+    """
+    if target == other:
+        return None
+    if len(target) == len(other) and target.tokens == other.tokens:
+        return None  # same byte strings in the same order (ids may differ)
+    if (
+        len(target) == len(other)
+        and target.has_unique_bytes
+        and other.has_unique_bytes
+        and set(target.tokens) == set(other.tokens)
+    ):
+        idx = other.index
+        return np.array([idx[t] for t in target.tokens], dtype=np.int64)
+    only_t = sorted(set(target.tokens) - set(other.tokens))[:3]
+    only_o = sorted(set(other.tokens) - set(target.tokens))[:3]
+    raise ValueError(
+        f"cannot align the vocabularies of {what}: {target!r} vs {other!r} "
+        f"(e.g. only in the first: {only_t}, only in the second: {only_o}). "
+        "Maybe you forgot to lift a byte-level constraint to the LM's token vocabulary "
+        "(`constraint.lift(lm.vocab)`), or the two potentials come from different tokenizers?"
+    )
+
+
+class Product(Potential):
+    """The product of potentials: log weights add.
+
+    Args:
+        *factors: Two or more potentials over the same set of tokens. Nested products are
+            flattened; ``parts`` lists the factors in order.
+
+    Raises:
+        ValueError: if the vocabularies cannot be aligned.
+    """
+
+    def __init__(self, *factors: Potential) -> None:
+        parts: list[Potential] = []
+        for i, f in enumerate(factors):
+            as_potential(f, f"factors[{i}]")
+            parts.extend(f.parts if type(f) is Product else [f])
+        if len(parts) < 2:
+            raise ValueError("`factors`: a product needs at least two potentials.")
+        self.parts = parts
+        self.vocab = parts[0].vocab
+        self.maps = [
+            align(self.vocab, p.vocab, f"factor 0 ({parts[0]!r}) and factor {i} ({p!r})")
+            for i, p in enumerate(parts)
+        ]
+        self.hard = all(p.hard for p in parts)
+
+    def _ctx(self, i: int, context: list[int]) -> list[int]:
+        m = self.maps[i]
+        return context if m is None else [int(m[t]) for t in context]
+
+    def _vec(self, i: int, vec: np.ndarray) -> np.ndarray:
+        """Reorder part ``i``'s next-token vector(s) into the product's order."""
+        m = self.maps[i]
+        if m is None:
+            return vec
+        cols = np.append(m, len(self.vocab))
+        return vec[..., cols]
+
+    def _prefix(self, context: list[int]) -> float:
+        total = 0.0
+        for i, p in enumerate(self.parts):
+            total += p.prefix(self._ctx(i, context))
+            if total == -np.inf:
+                break
+        return total
+
+    def _complete(self, context: list[int]) -> float:
+        total = 0.0
+        for i, p in enumerate(self.parts):
+            total += p.complete(self._ctx(i, context))
+            if total == -np.inf:
+                break
+        return total
+
+    def _logw_next(self, context: list[int]) -> np.ndarray:
+        out = np.zeros(len(self.vocab) + 1)
+        for i, p in enumerate(self.parts):
+            out += self._vec(i, p.logw_next(self._ctx(i, context)))
+        return out
+
+    def _batch_logw_next(self, contexts: list[list[int]]) -> np.ndarray:
+        out = np.zeros((len(contexts), len(self.vocab) + 1))
+        for i, p in enumerate(self.parts):
+            out += self._vec(i, p.batch_logw_next([self._ctx(i, c) for c in contexts]))
+        return out
+
+    def init_state(self, n: int) -> ProductState:  # noqa: D102
+        return ProductState(self, [p.init_state(n) for p in self.parts])
+
+    def __repr__(self) -> str:
+        return " * ".join(repr(p) for p in self.parts)
+
+
+class ProductState(PotentialState):
+    """Batch state of a :class:`Product`: one state per factor, advanced together."""
+
+    def __init__(self, potential: Product, parts: list[PotentialState]) -> None:
+        self.potential = potential
+        self.parts = parts
+
+    @property
+    def contexts(self) -> list[list[int]]:  # noqa: D102
+        return self.parts[0].contexts  # factor 0 defines the product's vocabulary order
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    def logw_next(self) -> np.ndarray:  # noqa: D102
+        out = None
+        for i, s in enumerate(self.parts):
+            v = self.potential._vec(i, s.logw_next())
+            out = v.copy() if out is None else out + v
+        return out
+
+    def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:  # noqa: D102
+        tokens = np.asarray(tokens, dtype=np.int64)
+        out = np.zeros(len(tokens))
+        for i, s in enumerate(self.parts):
+            out += s.logw_tokens(rows, self._map_tokens(i, tokens))
+        return out
+
+    def _map_tokens(self, i: int, tokens: np.ndarray) -> np.ndarray:
+        m = self.potential.maps[i]
+        if m is None:
+            return tokens
+        V = len(self.potential.vocab)
+        return np.where(tokens == V, V, m[np.minimum(tokens, V - 1)])
+
+    def advance(self, tokens: np.ndarray) -> ProductState:  # noqa: D102
+        tokens = np.asarray(tokens, dtype=np.int64)
+        return ProductState(
+            self.potential,
+            [s.advance(self._map_tokens(i, tokens)) for i, s in enumerate(self.parts)],
+        )
+
+    def select(self, rows: np.ndarray) -> ProductState:  # noqa: D102
+        return ProductState(self.potential, [s.select(rows) for s in self.parts])
+
+
+def _require_hard(p: Potential, op: str, arg: str) -> None:
+    if not p.hard:
+        raise TypeError(
+            f"`{arg}` ({p!r}) is a soft potential; `{op}` is defined for hard constraints "
+            "(weights in {0, 1}) only. Use `*` to multiply soft potentials."
+        )
+
+
+class And(Product):
+    """Intersection of hard constraints (a :class:`Product` of 0/1 potentials)."""
+
+    def __init__(self, *constraints: Potential) -> None:
+        for i, c in enumerate(constraints):
+            as_potential(c, f"constraints[{i}]")
+            _require_hard(c, "&", f"constraints[{i}]")
+        super().__init__(*constraints)
+
+
+class Or(Potential):
+    """Union of two hard constraints: weight 1 if either accepts (exact prefixes too)."""
+
+    hard = True
+
+    def __init__(self, left: Potential, right: Potential) -> None:
+        for arg, c in (("left", left), ("right", right)):
+            as_potential(c, arg)
+            _require_hard(c, "|", arg)
+        self.left, self.right = left, right
+        self.vocab = left.vocab
+        self._map = align(left.vocab, right.vocab, f"{left!r} | {right!r}")
+
+    def _r(self, context: list[int]) -> list[int]:
+        return context if self._map is None else [int(self._map[t]) for t in context]
+
+    def _prefix(self, context: list[int]) -> float:
+        return max(self.left.prefix(context), self.right.prefix(self._r(context)))
+
+    def _complete(self, context: list[int]) -> float:
+        return max(self.left.complete(context), self.right.complete(self._r(context)))
+
+
+class Not(Potential):
+    """Complement of a hard constraint.
+
+    ``complete`` is exact. The prefix weight is 1 for every prefix: a prefix can almost
+    always be extended outside a language, and where it cannot the engine finds out at EOS
+    (this is sound: no valid string gets a zero prefix).
+    """
+
+    hard = True
+
+    def __init__(self, inner: Potential) -> None:
+        as_potential(inner, "inner")
+        _require_hard(inner, "~", "inner")
+        self.inner = inner
+        self.vocab = inner.vocab
+
+    def _prefix(self, context: list[int]) -> float:
+        return 0.0
+
+    def _complete(self, context: list[int]) -> float:
+        return 0.0 if self.inner.complete(context) == -np.inf else -np.inf
+
+    def _logw_next(self, context: list[int]) -> np.ndarray:
+        out = np.zeros(len(self.vocab) + 1)
+        out[-1] = self._complete(context)
+        return out
+
+
+class Power(Potential):
+    """A potential raised to a power β > 0 (log weights times β): tempering.
+
+    Args:
+        inner: The potential.
+        power: The exponent β; must be finite and positive.
+    """
+
+    def __init__(self, inner: Potential, power: float) -> None:
+        as_potential(inner, "inner")
+        if not (isinstance(power, int | float) and np.isfinite(power) and power > 0):
+            raise ValueError(
+                f"`power` is {power!r}; it must be a finite number > 0 "
+                "(0 would turn -inf weights into NaN)."
+            )
+        self.inner, self.power = inner, float(power)
+        self.vocab = inner.vocab
+        self.hard = inner.hard
+
+    def _prefix(self, context: list[int]) -> float:
+        return self.power * self.inner.prefix(context)
+
+    def _complete(self, context: list[int]) -> float:
+        return self.power * self.inner.complete(context)
+
+    def _logw_next(self, context: list[int]) -> np.ndarray:
+        return self.power * self.inner.logw_next(context)
+
+    def _batch_logw_next(self, contexts: list[list[int]]) -> np.ndarray:
+        return self.power * self.inner.batch_logw_next(contexts)
+
+    def init_state(self, n: int) -> PotentialState:  # noqa: D102
+        return _PowerState(self, self.inner.init_state(n))
+
+
+class _PowerState(PotentialState):
+    def __init__(self, potential: Power, inner: PotentialState) -> None:
+        self.potential, self.inner = potential, inner
+
+    @property
+    def contexts(self) -> list[list[int]]:
+        return self.inner.contexts
+
+    def logw_next(self) -> np.ndarray:
+        return self.potential.power * self.inner.logw_next()
+
+    def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        return self.potential.power * self.inner.logw_tokens(rows, tokens)
+
+    def advance(self, tokens: np.ndarray) -> _PowerState:
+        return _PowerState(self.potential, self.inner.advance(tokens))
+
+    def select(self, rows: np.ndarray) -> _PowerState:
+        return _PowerState(self.potential, self.inner.select(rows))
+
+
+class Lifted(Potential):
+    """A byte-level potential seen through a token vocabulary (slow generic lifting).
+
+    A token context is mapped to the concatenation of its tokens' bytes, so
+    ``prefix(tokens) = inner.prefix(bytes)``. This default evaluates every token of the
+    vocabulary in Python: engine-backed constraints provide fast lifts of their own.
+
+    Args:
+        inner: A potential over :meth:`Vocabulary.bytes256`.
+        vocab: The token vocabulary to lift to.
+    """
+
+    def __init__(self, inner: Potential, vocab: Vocabulary) -> None:
+        as_potential(inner, "inner")
+        if inner.vocab != Vocabulary.bytes256():
+            raise ValueError(
+                f"`inner` has vocabulary {inner.vocab!r}; only byte-level potentials "
+                "(Vocabulary.bytes256()) can be lifted to a token vocabulary."
+            )
+        self.inner, self.vocab, self.hard = inner, vocab, inner.hard
+
+    def _bytes(self, context: list[int]) -> list[int]:
+        return list(self.vocab.decode_bytes(context))
+
+    def _prefix(self, context: list[int]) -> float:
+        return self.inner.prefix(self._bytes(context))
+
+    def _complete(self, context: list[int]) -> float:
+        return self.inner.complete(self._bytes(context))
