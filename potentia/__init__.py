@@ -11,6 +11,7 @@ samples of it and an estimate of its normaliser::
 from potentia.api import register_sampler, sample
 from potentia.potentials import Potential, PotentialState, Vocabulary
 from potentia.samplers import DirectSampler, TokenSampler
+from potentia.samplers.awrs import AWRS  # noqa: F401  (registers sampler "awrs"; after api)
 from potentia.smc import Result, smc
 
 __all__ = [
