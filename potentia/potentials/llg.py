@@ -1,0 +1,335 @@
+"""llguidance-backed constraints: a grammar as a potential over any token vocabulary.
+
+:class:`LLGConstraint` turns an llguidance grammar (Lark syntax; regexes and JSON schemas
+are compiled to it) into a hard :class:`~potentia.potentials.base.Potential`. The same
+class serves the byte level (``Vocabulary.bytes256()``) and every token vocabulary:
+:meth:`LLGConstraint.lift` recompiles the grammar for another vocabulary, whose llguidance
+tokenizer is built once from the potentia :class:`Vocabulary` itself (tokens in vector
+order, plus a special EOS entry at position ``V``), so masks come out directly in vocabulary
+positions, for toy and real vocabularies alike.
+
+Semantics. A byte string is in the language iff it is valid UTF-8 accepted by the grammar
+and, where the builder gives one, passes the exact ``check`` at completion (a regex
+full-match, a JSON Schema validation). A token context stands for the concatenation of its
+tokens' bytes, so tokens may end inside a multi-byte character and a token with no bytes
+never changes the answer. The prefix weight is 1 iff llguidance accepts the bytes so far,
+i.e. iff some continuation is accepted by the engine's grammar.
+
+Exactness. llguidance normally tokenizes forced bytes canonically and masks every other
+split of them; we compile every grammar with ``%llguidance {"no_forcing": true}`` so that
+every tokenization of a viable byte prefix is allowed (the potential is defined on bytes,
+not on canonical tokenizations).
+
+Speed. :class:`LLGState` keeps one llguidance matcher per row. Matchers are never mutated
+once a state holds them: :meth:`LLGState.advance` deep-copies (a few µs) and consumes,
+:meth:`LLGState.select` shares references, so states are persistent and cheap to fork.
+``logw_tokens`` checks one token with ``validate_tokens`` (no mask);
+``logw_next`` fills llguidance's bitmask and expands it to a log-weight matrix.
+"""
+
+from __future__ import annotations
+
+import copy
+import weakref
+from collections.abc import Callable
+
+import llguidance
+import numpy as np
+
+from potentia.potentials.base import Potential, PotentialState, Vocabulary
+
+__all__ = ["LLGConstraint", "LLGState", "llg_tokenizer", "NO_FORCING"]
+
+NO_FORCING = '%llguidance {"no_forcing": true}\n'
+_EOS_BYTES = b"\xff[potentia-eos]"
+_TOKENIZERS: weakref.WeakKeyDictionary[Vocabulary, llguidance.LLTokenizer] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _VocabTokenizer:
+    """The ``TokenizerWrapper`` protocol over a potentia vocabulary (EOS appended last).
+
+    llguidance only tokenizes text to force bytes canonically, which ``no_forcing`` turns
+    off; the greedy longest-match tokenizer below exists to satisfy the protocol.
+    """
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.tokens = list(vocab.tokens) + [_EOS_BYTES]
+        self.eos_token_id = len(vocab)
+        self.bos_token_id = None
+        self.special_token_ids = [len(vocab)]
+        self._index = vocab.index
+        self._maxlen = max(len(t) for t in vocab.tokens)
+
+    def __call__(self, data: bytes | str) -> list[int]:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        out, i = [], 0
+        while i < len(data):
+            for n in range(min(self._maxlen, len(data) - i), 0, -1):
+                j = self._index.get(data[i : i + n])
+                if j is not None:
+                    out.append(j)
+                    i += n
+                    break
+            else:
+                i += 1  # byte not representable: skip it (never used for masks)
+        return out
+
+
+def llg_tokenizer(vocab: Vocabulary) -> llguidance.LLTokenizer:
+    """The llguidance tokenizer of ``vocab`` (built once per vocabulary, then cached).
+
+    Token ``i`` of the tokenizer is position ``i`` of ``vocab``; token ``len(vocab)`` is a
+    special EOS token.
+    """
+    tok = _TOKENIZERS.get(vocab)
+    if tok is None:
+        tok = llguidance.LLTokenizer(llguidance.TokenizerWrapper(_VocabTokenizer(vocab)))
+        _TOKENIZERS[vocab] = tok
+    return tok
+
+
+class LLGConstraint(Potential):
+    """A hard constraint given by an llguidance Lark grammar, over ``vocab``.
+
+    Args:
+        lark: The grammar in llguidance's Lark dialect (without a ``%llguidance`` line).
+        vocab: The vocabulary of the potential (``Vocabulary.bytes256()`` for the byte
+            level; use :meth:`lift` to move to another one).
+        check: Optional exact test of a finished byte string, applied at EOS on top of the
+            engine's accepting state (returns ``True`` to accept).
+        name: A short description used in ``repr`` and error messages.
+
+    Raises:
+        ValueError: if llguidance rejects the grammar, or the language is empty.
+    """
+
+    hard = True
+
+    def __init__(
+        self,
+        lark: str,
+        vocab: Vocabulary | None = None,
+        *,
+        check: Callable[[bytes], bool] | None = None,
+        name: str = "grammar",
+    ) -> None:
+        self.lark = lark
+        self.check = check
+        self.name = name
+        self._compile(Vocabulary.bytes256() if vocab is None else vocab)
+
+    # ----- compilation ---------------------------------------------------------------
+    def _compile(self, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        self.tokenizer = llg_tokenizer(vocab)
+        grammar = llguidance.LLMatcher.grammar_from_lark(NO_FORCING + self.lark)
+        err = llguidance.LLMatcher.validate_grammar(grammar, self.tokenizer)
+        if err:
+            raise ValueError(f"{self.name}: llguidance rejects the grammar: {err.strip()}")
+        root = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
+        if root.is_error():
+            raise ValueError(f"{self.name}: llguidance rejects the grammar: {root.get_error()}")
+        self._grammar = grammar
+        self._root = root
+        lengths = np.fromiter((len(t) for t in vocab.tokens), dtype=np.int64, count=len(vocab))
+        self._empty = np.flatnonzero(lengths == 0)
+        self._nwords = (len(vocab) + 1 + 31) // 32
+        if vocab == Vocabulary.bytes256():
+            self._check_nonempty()
+
+    def _check_nonempty(self) -> None:
+        """Raise if no string is in the language (checked at the byte level)."""
+        bits = self._mask_bits([self._root])[0]
+        if not bits[: len(self.vocab)].any() and not self._root.is_accepting():
+            raise ValueError(
+                f"{self.name}: the constraint's language is empty (no string satisfies it); "
+                "check the pattern, grammar or schema for contradictory parts."
+            )
+
+    def lift(self, vocab: Vocabulary) -> LLGConstraint:
+        """The same constraint over token vocabulary ``vocab`` (fast: native masks).
+
+        Args:
+            vocab: Any token vocabulary (toy or a real tokenizer's).
+        """
+        if not isinstance(vocab, Vocabulary):
+            raise TypeError(f"`vocab` is {type(vocab).__name__}; pass a potentia Vocabulary.")
+        if vocab == self.vocab:
+            return self
+        out = copy.copy(self)
+        out._compile(vocab)
+        return out
+
+    # ----- engine helpers ------------------------------------------------------------
+    def _fresh(self) -> llguidance.LLMatcher:
+        return self._root.deep_copy()
+
+    def _run(self, context: list[int]) -> llguidance.LLMatcher | None:
+        """A matcher after ``context``, or ``None`` if the prefix is not viable."""
+        m = self._fresh()
+        toks = [t for t in context if self.vocab.tokens[t]]
+        if toks and m.try_consume_tokens(toks) != len(toks):
+            return None
+        return None if m.is_error() else m
+
+    def _accepts(self, m: llguidance.LLMatcher, context: list[int]) -> bool:
+        if not m.is_accepting():
+            return False
+        if self.check is None:
+            return True
+        return bool(self.check(self.vocab.decode_bytes(context)))
+
+    def _mask_bits(self, matchers: list[llguidance.LLMatcher]) -> np.ndarray:
+        """Allowed-token bits of each matcher, shape ``(n, V)`` as booleans."""
+        words = np.zeros((len(matchers), self._nwords), dtype=np.int32)
+        for i, m in enumerate(matchers):
+            row = words[i]
+            m.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
+        bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")
+        return bits[:, : len(self.vocab)].view(bool)
+
+    def _vectors(self, matchers: list[llguidance.LLMatcher | None], eos: np.ndarray) -> np.ndarray:
+        """Log-weight matrix ``(n, V + 1)`` from matchers (``None`` = dead) and EOS weights."""
+        V = len(self.vocab)
+        out = np.full((len(matchers), V + 1), -np.inf)
+        live = [i for i, m in enumerate(matchers) if m is not None]
+        if live:
+            bits = self._mask_bits([matchers[i] for i in live])
+            block = out[live, :V]
+            block[bits] = 0.0
+            if self._empty.size:
+                block[:, self._empty] = 0.0
+            out[live, :V] = block
+        out[:, V] = eos
+        return out
+
+    # ----- the potential contract ----------------------------------------------------
+    def _prefix(self, context: list[int]) -> float:
+        return 0.0 if self._run(context) is not None else -np.inf
+
+    def _complete(self, context: list[int]) -> float:
+        m = self._run(context)
+        return 0.0 if m is not None and self._accepts(m, context) else -np.inf
+
+    def _logw_next(self, context: list[int]) -> np.ndarray:
+        return self._batch_logw_next([context])[0]
+
+    def _batch_logw_next(self, contexts: list[list[int]]) -> np.ndarray:
+        ms = [self._run(c) for c in contexts]
+        eos = np.array(
+            [
+                0.0 if m is not None and self._accepts(m, c) else -np.inf
+                for m, c in zip(ms, contexts)
+            ]
+        )
+        return self._vectors(ms, eos)
+
+    def init_state(self, n: int) -> LLGState:  # noqa: D102
+        return LLGState(self, [self._root] * n, [[] for _ in range(n)])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, vocab={len(self.vocab)} tokens)"
+
+
+class LLGState(PotentialState):
+    """A batch of rows of an :class:`LLGConstraint`, one llguidance matcher per row.
+
+    Matchers held by a state are never mutated, so :meth:`select` shares them and
+    :meth:`advance` copies before consuming. A row whose prefix is not viable holds
+    ``None`` and has weight zero from then on.
+    """
+
+    def __init__(
+        self,
+        potential: LLGConstraint,
+        matchers: list[llguidance.LLMatcher | None],
+        contexts: list[list[int]],
+    ) -> None:
+        self.potential = potential
+        self.matchers = matchers
+        self._contexts = contexts
+        self._eos: np.ndarray | None = None
+        self._next: np.ndarray | None = None
+
+    @property
+    def contexts(self) -> list[list[int]]:  # noqa: D102
+        return self._contexts
+
+    def __len__(self) -> int:
+        return len(self.matchers)
+
+    def _eos_weights(self) -> np.ndarray:
+        if self._eos is None:
+            p = self.potential
+            self._eos = np.array(
+                [
+                    0.0 if m is not None and p._accepts(m, c) else -np.inf
+                    for m, c in zip(self.matchers, self._contexts)
+                ]
+            )
+        return self._eos
+
+    def logw_next(self) -> np.ndarray:  # noqa: D102
+        if self._next is None:
+            self._next = self.potential._vectors(self.matchers, self._eos_weights())
+        return self._next
+
+    def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:  # noqa: D102
+        rows = np.asarray(rows, dtype=np.int64)
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if self._next is not None:
+            return self._next[rows, tokens]
+        p = self.potential
+        V = len(p.vocab)
+        vtoks = p.vocab.tokens
+        out = np.full(len(rows), -np.inf)
+        for k, (r, t) in enumerate(zip(rows.tolist(), tokens.tolist())):
+            m = self.matchers[r]
+            if m is None:
+                continue
+            if t == V:
+                out[k] = self._eos_weights()[r]
+            elif not vtoks[t] or m.validate_tokens([t]):
+                out[k] = 0.0
+        return out
+
+    def advance(self, tokens: np.ndarray) -> LLGState:  # noqa: D102
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if tokens.shape != (len(self.matchers),):
+            raise ValueError(
+                f"`tokens` has shape {tokens.shape}; advance needs one token per row "
+                f"({len(self.matchers)})."
+            )
+        vtoks = self.potential.vocab.tokens
+        new: list[llguidance.LLMatcher | None] = []
+        for m, t in zip(self.matchers, tokens.tolist()):
+            if m is None or not vtoks[t]:
+                new.append(m)
+                continue
+            m2 = m.deep_copy()
+            ok = m2.consume_token(t)
+            new.append(m2 if ok and not m2.is_error() else None)
+        ctxs = [c + [t] for c, t in zip(self._contexts, tokens.tolist())]
+        return LLGState(self.potential, new, ctxs)
+
+    def select(self, rows: np.ndarray) -> LLGState:  # noqa: D102
+        rows = np.asarray(rows, dtype=np.int64).tolist()
+        out = LLGState(
+            self.potential,
+            [self.matchers[r] for r in rows],
+            [list(self._contexts[r]) for r in rows],
+        )
+        if self._eos is not None:
+            out._eos = self._eos[rows]
+        if self._next is not None:
+            out._next = self._next[rows]
+        return out
+
+    def prefix(self) -> np.ndarray:  # noqa: D102
+        return np.array([0.0 if m is not None else -np.inf for m in self.matchers])
+
+    def complete(self) -> np.ndarray:  # noqa: D102
+        return self._eos_weights().copy()
