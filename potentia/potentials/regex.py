@@ -1,14 +1,14 @@
-"""``potentia.regex``: the whole output must match a Python regular expression.
+r"""``potentia.regex``: the whole output must match a Python regular expression.
 
 The pattern is parsed with Python's own regex parser and translated node by node into the
 regex syntax of llguidance, so the language is Python's: a string is accepted iff
-``re.fullmatch(pattern, string)`` matches. Every character class (``\\w``, ``[^a-z]``,
+``re.fullmatch(pattern, string)`` matches. Every character class (``\w``, ``[^a-z]``,
 ``.``, case-insensitive letters, ...) is expanded to the exact set of code points Python
 matches, by running Python's matcher once over all of Unicode; the finished string is
 checked with ``re.fullmatch`` again at EOS.
 
 Constructs whose meaning is not a regular language over the whole output are refused with
-a ``ValueError``: back-references, look-around, ``\\b``/``\\B``, conditionals, possessive
+a ``ValueError``: back-references, look-around, ``\b``/``\B``, conditionals, possessive
 repeats and atomic groups, and anchors anywhere but the start or end of the pattern.
 """
 
@@ -233,7 +233,7 @@ class Regex(LLGConstraint):
 
 
 def regex(pattern: str, flags: int = 0) -> Regex:
-    """A byte-level hard constraint: the whole output must match ``pattern``.
+    r"""A byte-level hard constraint: the whole output must match ``pattern``.
 
     ``constraint.lift(lm.vocab)`` (done automatically by :func:`potentia.sample`) gives the
     fast token-level constraint.
@@ -245,11 +245,11 @@ def regex(pattern: str, flags: int = 0) -> Regex:
 
     Raises:
         ValueError: if the pattern is malformed, uses a non-regular construct
-            (back-references, look-around, ``\\b``, ...) or matches no string.
+            (back-references, look-around, ``\b``, ...) or matches no string.
 
     Example:
         >>> import potentia as pt
-        >>> c = pt.regex(r"[A-Z][a-z]+ \\d{2}")
+        >>> c = pt.regex(r"[A-Z][a-z]+ \d{2}")
         >>> c.complete(list(b"Bob 42"))
         0.0
     """
