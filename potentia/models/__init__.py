@@ -13,3 +13,4 @@ __all__ = [
     "ExactTarget",
     "enumerate_target",
 ]
+from potentia.models.finite import exact_finite_target, language_strings, tokenizations  # noqa: E402, F401
