@@ -6,17 +6,19 @@ samples of it and an estimate of its normaliser::
     import potentia as pt
     out = pt.sample(model, "prompt", constraint, particles=16, seed=0)
     out.posterior, out.log_z
+
+The engine itself is ``potentia.smc.smc`` (the subpackage ``potentia.smc`` holds the
+engine, the resampling schemes and the result type).
 """
 
 from potentia.api import register_sampler, sample
 from potentia.potentials import Potential, PotentialState, Vocabulary
 from potentia.samplers import DirectSampler, TokenSampler
 from potentia.samplers.awrs import AWRS  # noqa: F401  (registers sampler "awrs"; after api)
-from potentia.smc import Result, smc
+from potentia.smc.result import Result
 
 __all__ = [
     "sample",
-    "smc",
     "register_sampler",
     "Potential",
     "PotentialState",

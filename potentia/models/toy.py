@@ -158,6 +158,7 @@ def random_ngram(
     eos_boost: float = 1.0,
     zero_prob: float = 0.0,
     normalised: bool = True,
+    smoothing: float = 0.0,
 ) -> TablePotential:
     """A random n-gram over a tiny vocabulary: rows ~ Dirichlet(concentration).
 
@@ -170,7 +171,11 @@ def random_ngram(
         zero_prob: Probability that a non-EOS entry is set to exactly zero.
         normalised: Return an :class:`NGramLM` (rows sum to one) if true, else a
             :class:`TablePotential` with rows scaled by a random positive factor.
+        smoothing: Mix each row with the uniform distribution, ``(1 - s) p + s / (V + 1)``
+            (before zeros are planted), which bounds how rare any path can be.
     """
+    if not 0.0 <= smoothing <= 1.0:
+        raise ValueError(f"`smoothing` is {smoothing}; it must lie in [0, 1].")
     if isinstance(vocab, int):
         vocab = Vocabulary([bytes([97 + i]) for i in range(vocab)])
     V = len(vocab)
@@ -181,7 +186,7 @@ def random_ngram(
     alpha[-1] *= eos_boost
     table = {}
     for k in keys:
-        p = rng.dirichlet(alpha)
+        p = (1 - smoothing) * rng.dirichlet(alpha) + smoothing / (V + 1)
         if zero_prob > 0:
             mask = rng.random(V) < zero_prob
             p[:V][mask] = 0.0

@@ -163,7 +163,7 @@ def smc(
                 inc = state.logw_tokens(rows, eos)
                 if cstate is not None:
                     inc = inc + cstate.logw_tokens(rows, eos)
-                logw[live] += inc - twist_lv[live]
+                logw[live] += _cancel_twist(inc, np.ones(len(live), bool), twist_lv[live])
                 for p, ok in zip(live, inc > -np.inf):
                     status[p] = "finished" if ok else "dead: EOS has weight zero at max_tokens"
             else:
@@ -171,6 +171,7 @@ def smc(
                     status[p] = "truncated"
                 logw[live] -= twist_lv[live]
             live = live[:0]
+            step += 1
             ess_history.append(_ess(logw))
             break
 
@@ -194,7 +195,7 @@ def smc(
             why[(inc > -np.inf) & (tw == -np.inf)] = "the twist is zero"
             twist_lv[live] += tw
             inc += tw
-            inc[is_eos] -= twist_lv[live[is_eos]]
+            inc = _cancel_twist(inc, is_eos, twist_lv[live])
         logw[live] += inc
         dead = inc == -np.inf
         for r in np.flatnonzero(dead):
@@ -254,6 +255,11 @@ def smc(
         method=f"smc[{type(sampler).__name__}]",
         message=message,
     )
+
+
+def _cancel_twist(inc: np.ndarray, is_eos: np.ndarray, twist_lv: np.ndarray) -> np.ndarray:
+    """Divide out, at EOS, the exact twist value each finishing particle received."""
+    return np.where(is_eos, inc - twist_lv, inc)
 
 
 def _message(status: list[str], step: int, log_z: float) -> str:

@@ -6,6 +6,7 @@
 * :mod:`~potentia.testing.gof` — χ² goodness of fit and mean tests with an explicit
   false-alarm budget;
 * :mod:`~potentia.testing.strategies` — hypothesis strategies for toy LMs and constraints;
+* :mod:`~potentia.testing.smc_checks` — rejection-corrected exact draws from SMC runs;
 * exact targets of toy problems: :func:`enumerate_target`.
 """
 
@@ -18,6 +19,7 @@ from potentia.testing.enumerate import (
 )
 from potentia.testing.gof import GofResult, assert_gof, assert_mean, chi2_gof, mean_z_test
 from potentia.testing.laws import assert_logw_close, assert_potential_laws
+from potentia.testing.smc_checks import smc_exact_draws
 
 __all__ = [
     "assert_potential_laws",
@@ -33,4 +35,5 @@ __all__ = [
     "assert_mean",
     "enumerate_target",
     "ExactTarget",
+    "smc_exact_draws",
 ]

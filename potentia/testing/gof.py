@@ -102,21 +102,38 @@ def assert_gof(samples, probs, false_alarm: float = 1e-3, min_expected: float = 
     return res
 
 
-def mean_z_test(values: Iterable[float], expected: float) -> float:
-    """z-score of the sample mean of ``values`` against ``expected`` (standard error based)."""
+def mean_z_test(values: Iterable[float], expected: float, resolution: float = 0.0) -> float:
+    """z-score of the sample mean of ``values`` against ``expected``.
+
+    Args:
+        values: Independent replicates of an estimator.
+        expected: Its exact expectation.
+        resolution: A floor added in quadrature to the standard error. With R replicates,
+            events of probability below ~1/R are usually never observed, so when the
+            empirical variance is (near) zero the standard error says nothing about them;
+            ``resolution`` states the smallest deviation the test claims to resolve
+            (e.g. ``expected / R``).
+    """
     v = np.asarray(list(values), dtype=float)
     if v.size < 2:
         raise ValueError("`values` needs at least two numbers.")
-    se = v.std(ddof=1) / np.sqrt(v.size)
+    se = np.hypot(v.std(ddof=1) / np.sqrt(v.size), resolution)
     diff = v.mean() - expected
+    if np.isclose(v.mean(), expected, rtol=1e-9, atol=1e-300):
+        return 0.0  # equal up to round-off (e.g. a zero-variance estimator)
     if se == 0:
-        return 0.0 if np.isclose(diff, 0.0, atol=1e-12, rtol=1e-9) else np.inf
+        return float(np.sign(diff) * np.inf)
     return float(diff / se)
 
 
-def assert_mean(values: Iterable[float], expected: float, sigmas: float = 4.0) -> float:
-    """Assert the mean of ``values`` lies within ``sigmas`` standard errors of ``expected``."""
-    z = mean_z_test(values, expected)
+def assert_mean(
+    values: Iterable[float], expected: float, sigmas: float = 4.0, resolution: float = 0.0
+) -> float:
+    """Assert the mean of ``values`` lies within ``sigmas`` standard errors of ``expected``.
+
+    See :func:`mean_z_test` for ``resolution``.
+    """
+    z = mean_z_test(values, expected, resolution)
     if abs(z) > sigmas:
         raise AssertionError(
             f"mean is {z:.2f} standard errors from the expected {expected!r} (limit {sigmas})"

@@ -38,21 +38,27 @@ def vocabularies(draw, min_size: int = 1, max_size: int = 4) -> Vocabulary:
 
 @st.composite
 def toy_lms(draw, vocab: Vocabulary | None = None, max_order: int = 2) -> TablePotential:
-    """Random n-gram LMs (rows ~ Dirichlet), sometimes with exact zeros."""
+    """Random n-gram LMs (rows ~ Dirichlet mixed with uniform), sometimes with exact zeros.
+
+    The uniform mixture keeps every path's probability bounded below, so Monte-Carlo
+    means over a hundred runs are not dominated by events too rare to be seen.
+    """
     vocab = vocab if vocab is not None else draw(vocabularies())
     seed = draw(st.integers(0, 2**31 - 1))
     order = draw(st.integers(1, max_order))
     conc = draw(st.sampled_from([0.3, 1.0, 3.0]))
     eos = draw(st.sampled_from([0.5, 1.0, 3.0]))
     zero = draw(st.sampled_from([0.0, 0.0, 0.3]))
-    return random_ngram(np.random.default_rng(seed), vocab, order, conc, eos, zero)
+    smooth = draw(st.sampled_from([0.1, 0.3]))
+    return random_ngram(np.random.default_rng(seed), vocab, order, conc, eos, zero, smoothing=smooth)
 
 
 @st.composite
 def soft_potentials(draw, vocab: Vocabulary) -> TablePotential:
     """Random unnormalised n-gram potentials (soft constraints / rewards)."""
     seed = draw(st.integers(0, 2**31 - 1))
-    return random_ngram(np.random.default_rng(seed), vocab, 2, 1.0, 1.0, 0.0, normalised=False)
+    rng = np.random.default_rng(seed)
+    return random_ngram(rng, vocab, 2, 1.0, 1.0, 0.0, normalised=False, smoothing=0.3)
 
 
 @st.composite

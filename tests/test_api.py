@@ -1,0 +1,71 @@
+"""The front door: potentia.sample."""
+
+import numpy as np
+import pytest
+
+import potentia as pt
+from potentia.models import DFA, FiniteLanguage, ToyLM, enumerate_target, random_ngram
+from potentia.potentials import Vocabulary
+
+
+def _model():
+    lm = random_ngram(np.random.default_rng(0), Vocabulary([b"a", b"b", b"c"]), 2)
+    return ToyLM(lm)
+
+
+def test_sample_with_toy_model_and_constraint():
+    m = _model()
+    dfa = DFA(m.vocab, np.array([[1, 0, -1], [1, 1, 0]]), [1])
+    out = pt.sample(m, "ab", dfa, particles=8, max_tokens=4, seed=0, progress=False)
+    assert out.posterior and not out.all_dead
+    assert all(dfa.complete(c) == 0 for c, s in zip(out.contexts, out.status) if s == "finished")
+
+
+def test_sample_lifts_byte_constraints():
+    m = _model()
+    c = FiniteLanguage(Vocabulary.bytes256(), [tuple(b"ab"), tuple(b"ba")])
+    out = pt.sample(m, "", c, particles=8, max_tokens=3, seed=0, progress=False)
+    assert set(out.posterior) <= {"ab", "ba"}
+
+
+def test_sample_log_z_matches_exact_on_average():
+    m = _model()
+    dfa = DFA(m.vocab, np.array([[1, 0, -1], [1, 1, 0]]), [1])
+    exact = enumerate_target(m.potential("a") * dfa, 3)
+    zs = [
+        np.exp(pt.sample(m, "a", dfa, particles=4, max_tokens=3, seed=s, progress=False).log_z)
+        for s in range(300)
+    ]
+    Z = np.exp(exact.log_z)
+    assert abs(np.mean(zs) - Z) <= 4 * np.std(zs, ddof=1) / np.sqrt(300) + Z / 300
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"particles": 0}, ValueError, "n_particles"),
+        ({"max_tokens": -1}, ValueError, "max_tokens"),
+        ({"ess_threshold": 2}, ValueError, "ess_threshold"),
+        ({"resampling": "x"}, ValueError, "resampling"),
+        ({"method": "mcmc"}, ValueError, "method"),
+        ({"sampler": "nope"}, ValueError, "sampler"),
+        ({"seed": "zero"}, TypeError, "seed"),
+    ],
+)
+def test_bad_arguments_before_any_lm_call(kwargs, exc, match):
+    class Exploding(ToyLM):
+        def potential(self, prompt=()):
+            raise AssertionError("the model was touched before validation")
+
+    m = _model()
+    with pytest.raises(exc, match=match):
+        pt.sample(Exploding(m.lm), "", None, progress=False, **kwargs)
+
+
+def test_bad_model_and_constraint():
+    with pytest.raises(TypeError, match="model"):
+        pt.sample(object(), "x")
+    with pytest.raises(TypeError, match="constraint"):
+        pt.sample(_model(), "", "a regex string", progress=False)
+    with pytest.raises(ValueError, match="prompt"):
+        pt.sample(_model().lm, "a prompt")
