@@ -33,7 +33,9 @@ with positive LM probability is allowed.
 **Batching.** One batched LM call (``state.parts[0].logw_next()``) for all rows, then
 rounds: each row draws its next two candidates (a rejected first candidate makes the
 second the next search draw; an accepted one makes it the coin, so no check is wasted),
-and all rows' candidates go to the constraint in one ``logw_tokens`` call.
+and all rows' candidates go to the constraint in one ``logw_tokens`` call. Rows with equal
+contexts (copies made by resampling) share verdicts, so a token is checked once per
+distinct context and step.
 """
 
 from __future__ import annotations
@@ -231,6 +233,11 @@ class AWRS(TokenSampler):
         for r in np.flatnonzero(~alive):
             rows[r].done = True
 
+        # Rows with equal contexts share constraint verdicts (a potential is a function of
+        # the context): after resampling, particles are often copies of each other.
+        ctx_id: dict[tuple[int, ...], int] = {}
+        group = [ctx_id.setdefault(tuple(c), len(ctx_id)) for c in state.contexts]
+        known: dict[tuple[int, int], bool] = {}
         checks = rounds = 0
         fallback: list[int] = []
         while True:
@@ -246,10 +253,18 @@ class AWRS(TokenSampler):
             if not q_rows:
                 break
             rounds += 1
-            checks += len(q_rows)
-            verdict = self._check(state, np.array(q_rows), np.array(q_toks))
-            for r, ok in zip(q_rows, verdict):
-                rows[r].ok.append(bool(ok))
+            keys = [(group[r], t) for r, t in zip(q_rows, q_toks)]
+            ask = {}
+            for k, r, t in zip(keys, q_rows, q_toks):
+                if k not in known and k not in ask:
+                    ask[k] = (r, t)
+            if ask:
+                rr, tt = zip(*ask.values())
+                verdict = self._check(state, np.array(rr), np.array(tt))
+                known.update(zip(ask, verdict.tolist()))
+                checks += len(ask)
+            for k, r in zip(keys, q_rows):
+                rows[r].ok.append(known[k])
             for r in set(q_rows):
                 self._settle(rows[r])
 

@@ -245,14 +245,19 @@ def test_constraint_checks_are_counted_and_few():
     delta = np.zeros((1, 50), dtype=np.int64)
     c = _CountingDFA(vocab, delta, [0])  # allows everything
     s = AWRS(_unigram(vocab, logp), c)
-    out = s.sample(s.target.init_state(40), np.random.default_rng(0))
+    distinct = s.target.state_from([[i] for i in range(40)])
+    out = s.sample(distinct, np.random.default_rng(0))
     assert out.constraint_checks == c.calls[0] == 2 * 40  # candidate + coin, nothing wasted
+    # 40 copies of one context share verdicts: at most one check per distinct token
+    c.calls[0] = 0
+    out = s.sample(s.target.init_state(40), np.random.default_rng(0))
+    assert out.constraint_checks == c.calls[0] <= 51
     # a constraint that rejects most of the mass: one check per drawn token, none repeated
     c2 = _CountingDFA(vocab, np.where(np.arange(50) < 5, 0, -1)[None], [0])
     s2 = AWRS(_unigram(vocab, logp), c2, max_rejects=math.inf)
-    out2 = s2.sample(s2.target.init_state(40), np.random.default_rng(0))
+    out2 = s2.sample(s2.target.state_from([[i] for i in range(5)]), np.random.default_rng(0))
     assert out2.constraint_checks == c2.calls[0]
-    assert out2.constraint_checks <= 40 * 51
+    assert out2.constraint_checks <= 5 * 51
     assert out2.info["rounds"] >= 1 and out2.info["fallback_rows"] == 0
 
 
