@@ -1,0 +1,407 @@
+r"""``potentia.json``: JSON documents valid for a JSON Schema (draft 2020-12) or a Pydantic model.
+
+The potential is exact: ``complete`` accepts a finished byte string iff it is a JSON text
+(RFC 8259, any JSON whitespace, no duplicate object keys, no NaN/Infinity) whose value
+is valid for the *full* schema under ``jsonschema.Draft202012Validator`` with its format
+checker (and, for a Pydantic model, ``model_validate_json`` succeeds).
+
+``prefix`` runs llguidance on a *relaxed* schema that keeps only what the engine enforces
+soundly (see :data:`EARLY` and :data:`LATE`): its language is a superset of the valid
+documents, so no prefix of a valid document is ever cut, and keywords that a masking
+engine cannot enforce (``uniqueItems``, ``not``, ``if/then/else``, ``contains``, ...) are
+enforced at completion, where SMC's weights handle the dead ends. Object properties may
+appear in any order (JSON semantics): the relaxed schema lists named properties as
+anchored ``patternProperties`` and checks ``required`` at completion; pass
+``property_order="schema"`` to force the schema's order instead (then ``required`` is
+enforced early too, and documents with other orders are outside the language).
+
+Representation: values constrained by ``type: integer``, ``const`` or ``enum`` must be
+written as llguidance writes them (``1``, not ``1.0`` or ``1e0``), and strings constrained
+by ``pattern``/``enum``/``const``/property names may not use needless ``\uXXXX``
+escapes of printable characters.
+
+Refused (``ValueError`` naming the keyword and its JSON pointer): schemas that fail the
+2020-12 meta-schema, and ``$ref``/``$dynamicRef`` to documents outside the schema (remote
+references cannot be checked offline).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+from urllib.parse import urldefrag, urljoin
+
+import jsonschema
+import jsonschema_specifications
+import llguidance
+
+from potentia.potentials.base import Vocabulary
+from potentia.potentials.llg import LLGConstraint
+
+__all__ = ["json_schema", "JSONSchema", "relax_schema", "EARLY", "LATE"]
+
+#: Keywords the engine enforces while the document is written (prefix level).
+EARLY = frozenset(
+    "type enum const minimum maximum exclusiveMinimum exclusiveMaximum minLength maxLength "
+    "pattern items prefixItems minItems maxItems properties patternProperties "
+    "additionalProperties minProperties maxProperties anyOf oneOf allOf $ref $defs "
+    "definitions $id $anchor".split()
+)
+#: Keywords checked only on the finished value (``complete``), with the reason.
+LATE = {
+    "required": "any property order (early with property_order='schema')",
+    "multipleOf": "non-integer divisors (integer divisors are early)",
+    "oneOf": "exclusivity (early as anyOf)",
+    "uniqueItems": "needs the whole array",
+    "contains": "needs the whole array",
+    "minContains": "needs the whole array",
+    "maxContains": "needs the whole array",
+    "not": "complement of a language",
+    "if": "conditional",
+    "then": "conditional",
+    "else": "conditional",
+    "dependentRequired": "needs the whole object",
+    "dependentSchemas": "needs the whole object",
+    "dependencies": "needs the whole object",
+    "propertyNames": "engine support incomplete",
+    "unevaluatedProperties": "needs evaluation results",
+    "unevaluatedItems": "needs evaluation results",
+    "$dynamicRef": "dynamic scope",
+    "$dynamicAnchor": "dynamic scope",
+    "$recursiveRef": "dynamic scope",
+    "$recursiveAnchor": "dynamic scope",
+    "format": "engine and jsonschema format checkers differ",
+    "contentMediaType": "annotation in 2020-12",
+    "contentEncoding": "annotation in 2020-12",
+    "contentSchema": "annotation in 2020-12",
+}
+_SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SCHEMA_ONE = (
+    "items",
+    "additionalProperties",
+    "not",
+    "if",
+    "then",
+    "else",
+    "contains",
+    "propertyNames",
+    "unevaluatedItems",
+    "unevaluatedProperties",
+    "contentSchema",
+)
+_RX_META = set(r"\.^$|?*+()[]{}/")
+
+
+def _ptr_escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _lit_pattern(name: str) -> str:
+    return "^" + "".join("\\" + ch if ch in _RX_META else ch for ch in name) + "$"
+
+
+def _is_int(x: Any) -> bool:
+    return (
+        isinstance(x, int) and not isinstance(x, bool) or (isinstance(x, float) and x.is_integer())
+    )
+
+
+def _overlap(patterns: dict, names: dict) -> bool:
+    try:
+        return any(re.search(p, n) for p in patterns for n in names)
+    except re.error:
+        return True
+
+
+class _Relaxer:
+    """Build the engine-side superset schema, remembering moved JSON pointers."""
+
+    def __init__(self, any_order: bool, drop: set[str], safe_patterns: bool) -> None:
+        self.any_order, self.drop, self.safe_patterns = any_order, drop, safe_patterns
+        self.moved: list[tuple[str, str]] = []
+
+    def run(self, s: Any, ptr: str = "") -> Any:  # noqa: C901
+        if not isinstance(s, dict):
+            return s
+        out: dict[str, Any] = {}
+        for k, v in s.items():
+            if k in self.drop or k not in EARLY and k not in ("multipleOf", "required"):
+                continue
+            if k == "multipleOf":
+                if _is_int(v) and s.get("type") == "integer":
+                    out[k] = v
+                continue
+            if k == "required":
+                if not self.any_order:
+                    out[k] = v
+                continue
+            p = f"{ptr}/{_ptr_escape(k)}"
+            if k in _SCHEMA_MAPS and isinstance(v, dict):
+                out[k] = {n: self.run(sub, f"{p}/{_ptr_escape(n)}") for n, sub in v.items()}
+            elif k in _SCHEMA_LISTS and isinstance(v, list):
+                out[k] = [self.run(sub, f"{p}/{i}") for i, sub in enumerate(v)]
+            elif k in _SCHEMA_ONE:
+                out[k] = self.run(v, p)
+            else:
+                out[k] = v
+        if "oneOf" in out:  # exclusivity is checked at completion
+            alts = out.pop("oneOf")
+            if "anyOf" in out:
+                out["allOf"] = out.get("allOf", []) + [{"anyOf": alts}]
+            else:
+                out["anyOf"] = alts
+        if self.any_order and isinstance(out.get("properties"), dict):
+            self._unorder(out, ptr)
+        return out
+
+    def _unorder(self, out: dict[str, Any], ptr: str) -> None:
+        props = out.pop("properties")
+        pats = dict(out.get("patternProperties", {}))
+        clash = self.safe_patterns and pats and (len(pats) > 1 or _overlap(pats, props))
+        if clash:
+            pats = {}
+            out["additionalProperties"] = True
+        for name, sub in props.items():
+            pat = _lit_pattern(name)
+            pats[pat] = sub
+            self.moved.append(
+                (
+                    f"{ptr}/properties/{_ptr_escape(name)}",
+                    f"{ptr}/patternProperties/{_ptr_escape(pat)}",
+                )
+            )
+        out["patternProperties"] = pats
+
+    def fix_refs(self, s: Any) -> Any:
+        if isinstance(s, dict):
+            out = {k: self.fix_refs(v) for k, v in s.items()}
+            ref = out.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/"):
+                for old, new in sorted(self.moved, key=lambda m: -len(m[0])):
+                    if ref[1:] == old or ref[1:].startswith(old + "/"):
+                        out["$ref"] = "#" + new + ref[1 + len(old) :]
+                        break
+            return out
+        if isinstance(s, list):
+            return [self.fix_refs(x) for x in s]
+        return s
+
+
+def relax_schema(
+    schema: dict | bool,
+    property_order: Literal["any", "schema"] = "any",
+    drop: set[str] | None = None,
+    safe_patterns: bool = False,
+) -> dict | bool:
+    """The superset schema given to the engine (see the module docstring).
+
+    Args:
+        schema: A JSON Schema (dict or boolean).
+        property_order: ``"any"`` (JSON semantics) or ``"schema"``.
+        drop: Extra keywords to drop everywhere.
+        safe_patterns: Drop ``patternProperties`` that could overlap named properties.
+    """
+    r = _Relaxer(property_order == "any", set(drop or ()), safe_patterns)
+    return r.fix_refs(r.run(schema))
+
+
+def _scan_refs(schema: Any) -> None:
+    """Refuse ``$ref``s that leave the schema (remote documents)."""
+    ids: set[str] = {""}
+    refs: list[tuple[str, str, str]] = []
+
+    def walk(node: Any, base: str, ptr: str) -> None:
+        if isinstance(node, list):
+            for i, x in enumerate(node):
+                walk(x, base, f"{ptr}/{i}")
+            return
+        if not isinstance(node, dict):
+            return
+        if isinstance(node.get("$id"), str):
+            base = urldefrag(urljoin(base, node["$id"]))[0]
+            ids.add(base)
+        for kw in ("$ref", "$dynamicRef"):
+            if isinstance(node.get(kw), str):
+                refs.append((kw, urljoin(base, node[kw]), f"{ptr}/{kw}"))
+        for k, v in node.items():
+            if k in ("enum", "const", "examples", "default"):
+                continue
+            walk(v, base, f"{ptr}/{_ptr_escape(k)}")
+
+    walk(schema, "", "")
+    for kw, url, ptr in refs:
+        doc = urldefrag(url)[0]
+        if doc in ids:
+            continue
+        try:
+            jsonschema_specifications.REGISTRY.contents(doc)
+        except Exception:
+            raise ValueError(
+                f"`schema` keyword `{kw}` at JSON pointer {ptr or '/'!r} refers to {doc!r}, a "
+                "document outside the schema; remote references cannot be checked offline. "
+                "Inline the referenced schema under `$defs` and point to it with '#/$defs/...'."
+            ) from None
+
+
+def _no_dupes(pairs: list[tuple[str, Any]]) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate key")
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class JSONSchema(LLGConstraint):
+    """JSON documents valid for a JSON Schema or Pydantic model (see the module docstring).
+
+    Args:
+        schema: A JSON Schema (dict, bool or JSON string) or a Pydantic model class.
+        whitespace: ``"json"`` (any JSON whitespace) or ``"none"`` (compact: no whitespace
+            outside strings).
+        property_order: ``"any"`` (default, JSON semantics) or ``"schema"``.
+        vocab: The vocabulary (default: bytes; use :meth:`lift` for a token vocabulary).
+    """
+
+    def __init__(
+        self,
+        schema: Any,
+        whitespace: Literal["json", "none"] = "json",
+        property_order: Literal["any", "schema"] = "any",
+        vocab: Vocabulary | None = None,
+    ) -> None:
+        self.model = None
+        if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
+            self.model = schema
+            schema = schema.model_json_schema()
+        elif isinstance(schema, str):
+            try:
+                schema = json.loads(schema)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"`schema` is a string but not JSON: {e}.") from e
+        if not isinstance(schema, dict | bool):
+            raise TypeError(
+                f"`schema` is {type(schema).__name__}; pass a JSON Schema dict, a boolean "
+                "schema, its JSON text, or a Pydantic model class."
+            )
+        if whitespace not in ("json", "none"):
+            raise ValueError(f"`whitespace` is {whitespace!r}; use 'json' or 'none'.")
+        if property_order not in ("any", "schema"):
+            raise ValueError(f"`property_order` is {property_order!r}; use 'any' or 'schema'.")
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as e:
+            where = "/" + "/".join(_ptr_escape(str(p)) for p in e.path)
+            raise ValueError(
+                f"`schema` is not a valid draft 2020-12 JSON Schema: keyword "
+                f"`{e.path[-1] if e.path else e.validator}` at JSON pointer {where!r}: "
+                f"{e.message}. Fix the schema (see the 2020-12 meta-schema)."
+            ) from None
+        _scan_refs(schema)
+        self.schema, self.whitespace, self.property_order = schema, whitespace, property_order
+        self.validator = jsonschema.Draft202012Validator(
+            schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        )
+        self.relaxed, lark = self._engine_grammar(schema, vocab)
+        super().__init__(lark, vocab, check=self._valid, name="json")
+
+    def _lark(self, relaxed: Any) -> str:
+        if self.whitespace == "none":
+            opts = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+            body = f"%json {json.dumps(_with_options(relaxed, opts))}"
+            return f"start: {body}\n"
+        body = f"%json {json.dumps(_with_options(relaxed, {'whitespace_flexible': True}))}"
+        return f"start: WS? value WS?\nvalue: {body}\nWS: /[ \\t\\n\\r]+/\n"
+
+    def _engine_grammar(self, schema: Any, vocab: Vocabulary | None) -> tuple[Any, str]:
+        """Relax until llguidance compiles it; the last resort is any JSON value."""
+        drop: set[str] = set()
+        safe = False
+        tok = llguidance.LLTokenizer("byte")
+        for _ in range(8):
+            relaxed = relax_schema(schema, self.property_order, drop, safe)
+            lark = self._lark(relaxed)
+            grammar = llguidance.LLMatcher.grammar_from_lark(lark)
+            err = llguidance.LLMatcher.validate_grammar(grammar, tok)
+            if not err:
+                return relaxed, lark
+            m = re.search(r"Unimplemented keys: \[([^\]]*)\]", err)
+            if m:
+                drop |= {k.strip().strip('"') for k in m.group(1).split(",")}
+            elif "not disjoint" in err and not safe:
+                safe = True
+            else:
+                break
+        self.fallback = err
+        return True, self._lark(True)
+
+    def _valid(self, data: bytes) -> bool:
+        try:
+            text = data.decode("utf-8")
+            value = json.loads(text, object_pairs_hook=_no_dupes, parse_constant=_no_constant)
+        except ValueError:
+            return False
+        if not self.validator.is_valid(value):
+            return False
+        if self.model is not None:
+            try:
+                self.model.model_validate_json(text)
+            except Exception:
+                return False
+        return True
+
+    @property
+    def late_keywords(self) -> list[str]:
+        """Keywords of this schema enforced only at completion."""
+        found: set[str] = set()
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if k in LATE:
+                        found.add(k)
+                    if k not in ("enum", "const", "default", "examples"):
+                        walk(v)
+            elif isinstance(node, list):
+                for x in node:
+                    walk(x)
+
+        walk(self.schema)
+        return sorted(found)
+
+
+def _with_options(relaxed: Any, opts: dict) -> Any:
+    if relaxed is True:
+        relaxed = {}
+    if relaxed is False:
+        return relaxed
+    return {**relaxed, "x-guidance": opts}
+
+
+def json_schema(
+    schema: Any,
+    whitespace: Literal["json", "none"] = "json",
+    property_order: Literal["any", "schema"] = "any",
+) -> JSONSchema:
+    """A byte-level hard constraint: the output is a JSON document valid for ``schema``.
+
+    Args:
+        schema: A JSON Schema (draft 2020-12; dict, bool or JSON text) or a Pydantic model.
+        whitespace: ``"json"`` (default: any JSON whitespace) or ``"none"`` (compact).
+        property_order: ``"any"`` (default: JSON semantics) or ``"schema"`` (properties in
+            the schema's order, ``required`` enforced early).
+
+    Raises:
+        ValueError: if the schema is invalid, or uses a remote ``$ref``.
+
+    Example:
+        >>> import potentia as pt
+        >>> c = pt.json({"type": "array", "items": {"type": "integer"}, "uniqueItems": True})
+        >>> c.complete(list(b"[1, 2]")), c.complete(list(b"[1, 1]"))
+        (0.0, -inf)
+    """
+    return JSONSchema(schema, whitespace, property_order)
