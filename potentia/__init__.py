@@ -16,6 +16,9 @@ from potentia.potentials import Potential, PotentialState, Vocabulary
 from potentia.samplers import DirectSampler, TokenSampler
 from potentia.samplers.awrs import AWRS  # noqa: F401  (registers sampler "awrs"; after api)
 from potentia.smc.result import Result
+from potentia.potentials.cfg import cfg  # noqa: F401
+from potentia.potentials.json_schema import json_schema as json  # noqa: F401
+from potentia.potentials.regex import regex  # noqa: F401
 
 __all__ = [
     "sample",
