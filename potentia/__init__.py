@@ -13,12 +13,12 @@ engine, the resampling schemes and the result type).
 
 from potentia.api import register_sampler, sample
 from potentia.potentials import Potential, PotentialState, Vocabulary
-from potentia.samplers import DirectSampler, TokenSampler
-from potentia.samplers.awrs import AWRS  # noqa: F401  (registers sampler "awrs"; after api)
-from potentia.smc.result import Result
 from potentia.potentials.cfg import cfg  # noqa: F401
 from potentia.potentials.json_schema import json_schema as json  # noqa: F401
 from potentia.potentials.regex import regex  # noqa: F401
+from potentia.samplers import DirectSampler, TokenSampler
+from potentia.samplers.awrs import AWRS  # noqa: F401  (registers sampler "awrs"; after api)
+from potentia.smc.result import Result
 
 __all__ = [
     "sample",
