@@ -27,6 +27,7 @@ ancestor (``PotentialState.select``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 
@@ -101,7 +102,8 @@ def smc(
             EOS, so the result targets ``sampler.target * critic`` exactly. ψ must be
             positive wherever the target is (soundness).
         on_max_tokens: ``"force_eos"`` or ``"truncate"`` (see module docstring).
-        progress: Show a progress bar (``None``: only if the run lasts over 2 s).
+        progress: Show a progress bar (``None``: only if the run lasts over 2 s, and
+            never under pytest).
 
     Returns:
         A :class:`Result`; if every particle dies, its ``message`` says when and why.
@@ -281,8 +283,8 @@ def _message(status: list[str], step: int, log_z: float) -> str:
 
 
 def _progress(progress: bool | None, total: int):
-    if progress is False:
-        return None
+    if progress is False or (progress is None and "PYTEST_CURRENT_TEST" in os.environ):
+        return None  # off in tests unless asked for explicitly
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="smc", unit="tok", delay=0 if progress else 2.0, leave=False)
