@@ -15,6 +15,8 @@ from potentia.api import register_sampler, sample
 from potentia.potentials import Potential, PotentialState, Vocabulary
 from potentia.potentials.cfg import cfg  # noqa: F401
 from potentia.potentials.json_schema import json_schema as json  # noqa: F401
+from potentia.potentials.lexical import contains, excludes, length, span_of  # noqa: F401
+from potentia.potentials.predicate import predicate  # noqa: F401
 from potentia.potentials.regex import regex  # noqa: F401
 from potentia.samplers import DirectSampler, TokenSampler
 from potentia.samplers.awrs import AWRS  # noqa: F401  (registers sampler "awrs"; after api)

@@ -210,7 +210,7 @@ def _words_dfa() -> ByteDFA:
     return char_class_dfa(ascii_class, special, 1, cdelta, ccost, np.array([True, True]))
 
 
-def length(min: int = 0, max: int | None = None, *, unit: str = "chars") -> AutomatonPotential:  # noqa: A002
+def length(min: int = 0, max: int | None = None, *, unit: str = "chars") -> AutomatonPotential:
     """Text whose length lies in ``[min, max]``.
 
     Args:
