@@ -245,6 +245,21 @@ def _scan_refs(schema: Any) -> None:
             ) from None
 
 
+_DIALECTS = {"https://json-schema.org/draft/2020-12/schema"}
+
+
+def _check_dialect(schema: Any) -> None:
+    """Refuse a ``$schema`` other than draft 2020-12 (its vocabularies could not be honoured)."""
+    if isinstance(schema, dict) and isinstance(schema.get("$schema"), str):
+        uri = urldefrag(schema["$schema"])[0]
+        if uri not in _DIALECTS:
+            raise ValueError(
+                f"`schema` keyword `$schema` at JSON pointer '/$schema' is {uri!r}; only the "
+                "draft 2020-12 dialect (https://json-schema.org/draft/2020-12/schema) is "
+                "supported. Remove `$schema` or point it to 2020-12."
+            )
+
+
 def _no_dupes(pairs: list[tuple[str, Any]]) -> dict:
     out = dict(pairs)
     if len(out) != len(pairs):
@@ -264,6 +279,8 @@ class JSONSchema(LLGConstraint):
         whitespace: ``"json"`` (any JSON whitespace) or ``"none"`` (compact: no whitespace
             outside strings).
         property_order: ``"any"`` (default, JSON semantics) or ``"schema"``.
+        formats: Assert ``format`` with jsonschema's format checker (default ``True``);
+            ``False`` treats ``format`` as an annotation, the 2020-12 default.
         vocab: The vocabulary (default: bytes; use :meth:`lift` for a token vocabulary).
     """
 
@@ -272,6 +289,7 @@ class JSONSchema(LLGConstraint):
         schema: Any,
         whitespace: Literal["json", "none"] = "json",
         property_order: Literal["any", "schema"] = "any",
+        formats: bool = True,
         vocab: Vocabulary | None = None,
     ) -> None:
         self.model = None
@@ -301,10 +319,12 @@ class JSONSchema(LLGConstraint):
                 f"`{e.path[-1] if e.path else e.validator}` at JSON pointer {where!r}: "
                 f"{e.message}. Fix the schema (see the 2020-12 meta-schema)."
             ) from None
+        _check_dialect(schema)
         _scan_refs(schema)
         self.schema, self.whitespace, self.property_order = schema, whitespace, property_order
         self.validator = jsonschema.Draft202012Validator(
-            schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+            schema,
+            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None,
         )
         self.relaxed, lark = self._engine_grammar(schema, vocab)
         super().__init__(lark, vocab, check=self._valid, name="json")
@@ -386,6 +406,7 @@ def json_schema(
     schema: Any,
     whitespace: Literal["json", "none"] = "json",
     property_order: Literal["any", "schema"] = "any",
+    formats: bool = True,
 ) -> JSONSchema:
     """A byte-level hard constraint: the output is a JSON document valid for ``schema``.
 
@@ -394,6 +415,7 @@ def json_schema(
         whitespace: ``"json"`` (default: any JSON whitespace) or ``"none"`` (compact).
         property_order: ``"any"`` (default: JSON semantics) or ``"schema"`` (properties in
             the schema's order, ``required`` enforced early).
+        formats: Assert ``format`` (default) or treat it as an annotation.
 
     Raises:
         ValueError: if the schema is invalid, or uses a remote ``$ref``.
@@ -404,4 +426,4 @@ def json_schema(
         >>> c.complete(list(b"[1, 2]")), c.complete(list(b"[1, 1]"))
         (0.0, -inf)
     """
-    return JSONSchema(schema, whitespace, property_order)
+    return JSONSchema(schema, whitespace, property_order, formats)
