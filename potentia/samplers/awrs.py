@@ -271,17 +271,18 @@ class AWRS(TokenSampler):
         tokens = np.array([row.token for row in rows], dtype=np.int64)
         tokens[tokens < 0] = V1 - 1  # dead rows (and fallback rows, set below)
         log_w = np.array([row.log_w for row in rows], dtype=float)
+        masks = 0
         if fallback:
-            self._exact(state, logw, fallback, tokens, log_w, rng, draw)
+            masks = self._exact(state, logw, fallback, group, tokens, log_w, rng, draw)
         ok = np.flatnonzero(log_w > -np.inf)
         if len(self._soft_parts) and len(ok):
             log_w[ok] += self._group_tokens(state, self._soft_parts, ok, tokens[ok])
         return SampleOut(
             tokens=tokens,
             log_w=log_w,
-            target_evals=len(fallback),
+            target_evals=masks,
             constraint_checks=checks,
-            info={"rounds": rounds, "fallback_rows": len(fallback)},
+            info={"rounds": rounds, "fallback_rows": len(fallback), "masks": masks},
         )
 
     # ------------------------------------------------------------------------------
@@ -327,28 +328,37 @@ class AWRS(TokenSampler):
         elif len(row.seq) == k + 1 and row.urn.log_mass() == -math.inf:
             row.token, row.log_w, row.done = row.seq[k], row.log_s[k], True
 
-    def _exact(self, state, logw, fallback, tokens, log_w, rng, draw) -> None:
-        """Exact step for rows that hit the rejection cap: full constraint mask."""
-        fb = np.array(fallback, dtype=np.int64)
-        mask = self._group_logw_next(state, self._c_parts, fb)
-        for i, r in enumerate(fb):
-            lt = logw[r] + mask[i]
-            a = logsumexp(lt)
+    def _exact(self, state, logw, fallback, group, tokens, log_w, rng, draw) -> int:
+        """Exact step for rows that hit the rejection cap; returns the masks computed.
+
+        One full constraint mask per distinct context; the row then draws among its
+        allowed tokens only, a ∝ exp(ℓ_a), with weight A = Σ_allowed exp(ℓ_a).
+        """
+        first: dict[int, int] = {}
+        for r in fallback:
+            first.setdefault(group[r], r)
+        mask = self._group_logw_next(state, self._c_parts, np.array(list(first.values())))
+        which = {g: i for i, g in enumerate(first)}
+        for r in fallback:
+            allowed = np.flatnonzero(mask[which[group[r]]] > -np.inf)
+            lt = logw[r, allowed]
+            a = logsumexp(lt) if len(lt) else -np.inf
             if a == -np.inf:
-                log_w[r] = -np.inf
-                tokens[r] = len(lt) - 1
+                log_w[r], tokens[r] = -np.inf, logw.shape[1] - 1
                 continue
             p = np.exp(lt - a)
             if draw is not None:
-                tokens[r] = int(draw(p / p.sum()))
+                full = np.zeros(logw.shape[1])
+                full[allowed] = p / p.sum()
+                tokens[r] = int(draw(full))
             else:
                 c = np.cumsum(p)
-                t = int(np.searchsorted(c, rng.random() * c[-1], side="right"))
-                t = min(t, len(p) - 1)
-                if p[t] == 0:  # floating-point edge: step back to a positive entry
-                    t = int(np.flatnonzero(p[:t] > 0)[-1])
-                tokens[r] = t
+                j = min(int(np.searchsorted(c, rng.random() * c[-1], side="right")), len(p) - 1)
+                if p[j] == 0:  # floating-point edge: step back to a positive entry
+                    j = int(np.flatnonzero(p[:j] > 0)[-1])
+                tokens[r] = allowed[j]
             log_w[r] = a
+        return len(first)
 
     # ------------------------------------------------------------------------------
     def _map(self, i: int, tokens: np.ndarray) -> np.ndarray:
