@@ -12,6 +12,7 @@ engine, the resampling schemes and the result type).
 """
 
 from potentia.api import register_sampler, sample
+from potentia.lm import LM  # noqa: F401
 from potentia.potentials import Potential, PotentialState, Vocabulary
 from potentia.potentials.cfg import cfg  # noqa: F401
 from potentia.potentials.json_schema import json_schema as json  # noqa: F401

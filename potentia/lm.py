@@ -1,0 +1,308 @@
+"""``potentia.LM``: a transformers causal LM and its tokenizer as a potentia model.
+
+The LM owns the *vocabulary*: position ``i`` of every next-token vector is the token with
+tokenizer id ``vocab.ids[i]`` and byte string ``vocab.tokens[i]``. Special/control tokens
+are left out by default, and the end-of-sequence tokens are not positions at all: their
+summed probability is the last (EOS) entry of each vector. :meth:`LM.potential` conditions
+the LM on a prompt and returns the :class:`~potentia.potentials.lm.LMPotential` that the
+engines sample from. Nothing here downloads: models load from local folders or from the
+embedded packages (:mod:`potentia.models.embedded`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from potentia.models.tokenizer import ByteTable, byte_table
+from potentia.potentials.base import Vocabulary
+from potentia.potentials.lm import LMPotential
+
+__all__ = ["LM"]
+
+#: Tokens that end a document or a chat turn; part of the default EOS set when present.
+END_TOKENS = ("<eos>", "<end_of_turn>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>")
+
+
+class LM:
+    r"""A causal LM with an exact token → bytes vocabulary.
+
+    Args:
+        model: A ``transformers`` causal LM (``AutoModelForCausalLM``), put in eval mode.
+        tokenizer: Its (fast) tokenizer.
+        eos: The end-of-sequence set: ``None`` for the tokenizer's EOS plus the model's
+            end-of-text/end-of-turn tokens; otherwise a token id, a string, or a sequence
+            of them. A string names a special token (``"<end_of_turn>"``) or a byte string
+            (``"\n"``: every token whose bytes are exactly ``b"\n"`` ends the sequence).
+        exclude_special: Leave special/control tokens out of the vocabulary.
+        name: A label for messages (default: the model's name).
+
+    Raises:
+        TypeError: if ``model`` or ``tokenizer`` is not of the expected kind.
+        ValueError: if the tokens cannot be mapped to bytes, an EOS string is no token, or
+            the vocabulary is empty after exclusions.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        eos: int | str | Sequence[int | str] | None = None,
+        exclude_special: bool = True,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+            raise TypeError(
+                f"`model` is {type(model).__name__}; pass a transformers causal LM, e.g. "
+                "AutoModelForCausalLM.from_pretrained(path), or use LM.from_pretrained(path)."
+            )
+        if not hasattr(tokenizer, "get_vocab") or not callable(tokenizer):
+            raise TypeError(
+                f"`tokenizer` is {type(tokenizer).__name__}; pass the model's transformers "
+                "tokenizer, e.g. AutoTokenizer.from_pretrained(path)."
+            )
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        self.table: ByteTable = byte_table(tokenizer, exclude_special=exclude_special)
+        n_out = _output_size(model)
+        self.eos_ids = self._resolve_eos(eos, n_out)
+        eos_set = set(self.eos_ids)
+        ids = [
+            i
+            for i, b in enumerate(self.table.tokens[:n_out])
+            if b is not None and b != b"" and i not in eos_set
+        ]
+        if not ids:
+            raise ValueError(
+                f"the vocabulary of `tokenizer` is empty after excluding special tokens "
+                f"(exclude_special={exclude_special}) and EOS {self.eos_ids}; pass "
+                "exclude_special=False or a tokenizer with ordinary tokens."
+            )
+        self.vocab = Vocabulary([self.table.tokens[i] for i in ids], ids=ids, name=self.name)
+        self.device = next(model.parameters()).device
+        self.vocab_ids_t = torch.as_tensor(self.vocab.ids, device=self.device)
+        self.eos_ids_t = torch.as_tensor(self.eos_ids, dtype=torch.long, device=self.device)
+        self._position = np.full(len(self.table.tokens), -1, dtype=np.int64)
+        self._position[self.vocab.ids] = np.arange(len(ids))
+        self.max_length = int(
+            getattr(model.config, "max_position_embeddings", None)
+            or getattr(tokenizer, "model_max_length", 0)
+            or 2048
+        )
+        params = inspect.signature(model.forward).parameters
+        #: keyword of the KV cache in ``model.forward`` (``cache`` since transformers 5.2x)
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._potentials: OrderedDict[tuple[str, bool], LMPotential] = OrderedDict()
+
+    # ----- construction -------------------------------------------------------------
+    @classmethod
+    def default(cls) -> LM:
+        """The embedded default model, Gemma 3 270M (see :func:`potentia.models.embedded.load_gemma`)."""
+        from potentia.models.embedded import load_gemma
+
+        return load_gemma()
+
+    @classmethod
+    def smollm2(cls) -> LM:
+        """The embedded SmolLM2 135M Instruct (byte-level BPE tokenizer)."""
+        from potentia.models.embedded import load_smollm2
+
+        return load_smollm2()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        eos: int | str | Sequence[int | str] | None = None,
+        exclude_special: bool = True,
+        dtype: torch.dtype = torch.float32,
+        name: str | None = None,
+    ) -> LM:
+        """Load a model and tokenizer from a local folder (never from a model hub).
+
+        Args:
+            path: A folder holding ``config.json``, the weights and the tokenizer files.
+            eos: The end-of-sequence set (see :class:`LM`).
+            exclude_special: Leave special tokens out of the vocabulary.
+            dtype: Weight dtype (float32 keeps next-token vectors exact to ~1e-6).
+            name: A label for messages (default: the folder name).
+
+        Raises:
+            ValueError: if ``path`` is not an existing folder with a model in it.
+        """
+        folder = Path(path).expanduser()
+        if not folder.is_dir() or not (folder / "config.json").is_file():
+            raise ValueError(
+                f"`path` is {str(path)!r}, which is not a local model folder (no config.json "
+                "there). potentia never downloads: pass the folder of a saved model, or use "
+                "LM.default() / LM.smollm2() for the embedded models."
+            )
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
+        return cls(
+            model, tokenizer, eos=eos, exclude_special=exclude_special, name=name or folder.name
+        )
+
+    # ----- public API -----------------------------------------------------------------
+    def potential(self, prompt: str = "", chat: bool = False) -> LMPotential:
+        """The LM conditioned on ``prompt``: ``prefix(x) = log P(x | prompt)``.
+
+        Args:
+            prompt: The prompt text. Without ``chat`` it is tokenized with the tokenizer's
+                special tokens (BOS); an empty prompt becomes BOS (or EOS if there is none).
+            chat: Wrap ``prompt`` as one user turn in the tokenizer's chat template, with
+                the generation prompt for the assistant's reply.
+
+        Raises:
+            TypeError: if ``prompt`` is not a string.
+            ValueError: if the prompt does not fit in the model's context, or ``chat`` is
+                set and the tokenizer has no chat template.
+        """
+        if not isinstance(prompt, str):
+            raise TypeError(
+                f"`prompt` is {type(prompt).__name__} ({prompt!r:.60}); pass the prompt text."
+            )
+        key = (prompt, bool(chat))
+        if key in self._potentials:
+            self._potentials.move_to_end(key)
+            return self._potentials[key]
+        ids = self.prompt_ids(prompt, chat)
+        pot = LMPotential(self, ids)
+        self._potentials[key] = pot
+        while len(self._potentials) > 4:
+            self._potentials.popitem(last=False)
+        return pot
+
+    def prompt_ids(self, prompt: str, chat: bool = False) -> list[int]:
+        """The tokenizer ids an LM potential conditions on for ``prompt``."""
+        tok = self.tokenizer
+        if chat:
+            if not getattr(tok, "chat_template", None):
+                raise ValueError(
+                    f"`chat` is True but the tokenizer of {self.name} has no chat template; "
+                    "pass chat=False and format the prompt yourself."
+                )
+            ids = tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
+            )
+            if not isinstance(ids, list):  # BatchEncoding in recent transformers
+                ids = ids["input_ids"]
+        else:
+            ids = tok(prompt, add_special_tokens=True)["input_ids"]
+        ids = [int(i) for i in ids]
+        if not ids:
+            start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+            if start is None:
+                raise ValueError(
+                    "`prompt` is empty and the tokenizer has neither BOS nor EOS to start "
+                    "from; pass a non-empty prompt."
+                )
+            ids = [int(start)]
+        if len(ids) >= self.max_length:
+            raise ValueError(
+                f"`prompt` has {len(ids)} tokens but the model's context holds "
+                f"{self.max_length}; shorten the prompt so that generated tokens fit."
+            )
+        return ids
+
+    def encode(self, text: str) -> list[int]:
+        """Tokenize ``text`` into vocabulary *positions* whose bytes concatenate to it.
+
+        Special-token names inside ``text`` are treated as plain text.
+
+        Raises:
+            ValueError: if the tokenizer produces a token outside the vocabulary, or its
+                tokens do not spell ``text`` exactly (e.g. a dummy leading space).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"`text` is {type(text).__name__}; pass a str.")
+        ids = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = self._position[ids] if ids.size else ids
+        if (pos < 0).any():
+            bad = int(ids[pos < 0][0])
+            raise ValueError(
+                f"`text` {text!r:.60} tokenizes to id {bad} "
+                f"({self.tokenizer.convert_ids_to_tokens(bad)!r}), which is not in the "
+                "vocabulary (a special or EOS token)."
+            )
+        out = [int(p) for p in pos]
+        if self.vocab.decode_bytes(out) != text.encode("utf-8"):
+            raise ValueError(
+                f"the tokens of `text` {text!r:.60} do not spell it exactly "
+                f"({self.vocab.decode_bytes(out)!r:.60}); the tokenizer rewrites text "
+                "(e.g. adds a leading space), so encode() cannot give exact positions."
+            )
+        return out
+
+    def decode(self, positions: Sequence[int]) -> str:
+        """Text of vocabulary positions (same as ``vocab.decode``)."""
+        return self.vocab.decode(positions)
+
+    def __repr__(self) -> str:
+        return f"LM({self.name!r}, vocab={len(self.vocab)} tokens, eos={self.eos_ids})"
+
+    # ----- helpers ------------------------------------------------------------------
+    def _resolve_eos(self, eos: Any, n_out: int) -> list[int]:
+        tok = self.tokenizer
+        table = self.table.tokens
+        added = {t.content: int(i) for i, t in tok.added_tokens_decoder.items()}
+        if eos is None:
+            found: set[int] = set()
+            gen = getattr(self.model, "generation_config", None)
+            for src in (tok.eos_token_id, getattr(gen, "eos_token_id", None)):
+                if isinstance(src, int):
+                    found.add(src)
+                elif isinstance(src, list | tuple):
+                    found.update(int(s) for s in src)
+            found.update(added[s] for s in END_TOKENS if s in added)
+            found = {i for i in found if 0 <= i < n_out}
+            if not found:
+                raise ValueError(
+                    "the tokenizer has no EOS token; pass `eos` (a token id or a string such "
+                    "as '\\n')."
+                )
+            return sorted(found)
+        items = [eos] if isinstance(eos, str | int | np.integer) else list(eos)
+        if not items:
+            raise ValueError("`eos` is empty; pass None for the default EOS set, or ids/strings.")
+        out: set[int] = set()
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, str | int | np.integer):
+                raise TypeError(f"`eos` holds {item!r}; pass token ids (int) or strings.")
+            if isinstance(item, str):
+                if item in added:
+                    out.add(added[item])
+                    continue
+                b = item.encode("utf-8")
+                hits = [i for i, t in enumerate(table[:n_out]) if t == b]
+                if not hits:
+                    raise ValueError(
+                        f"`eos` string {item!r} is not the byte string of any token, so the "
+                        "LM cannot produce it as one token. Use a single-token string such as "
+                        "'\\n', a special token name, or a token id."
+                    )
+                out.update(hits)
+            else:
+                if not 0 <= int(item) < n_out:
+                    raise ValueError(f"`eos` id {item} is outside the model's ids 0..{n_out - 1}.")
+                out.add(int(item))
+        return sorted(out)
+
+
+def _output_size(model: Any) -> int:
+    """Number of logits the model produces per position."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and getattr(head, "weight", None) is not None:
+        return int(head.weight.shape[0])
+    return int(model.config.vocab_size)

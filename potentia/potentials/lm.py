@@ -1,0 +1,319 @@
+r"""The language-model potential: log P(x | prompt) of a transformers causal LM.
+
+For a prompt p and a context x = x_1..x_T of vocabulary positions,
+
+    prefix(x)    = Σ_t log P(x_t | p, x_<t)
+    complete(x)  = prefix(x) + log Σ_{e ∈ EOS} P(e | p, x)
+    logw_next(x) = [log P(a | p, x) for a in vocab] + [log Σ_{e ∈ EOS} P(e | p, x)]
+
+where P is the model's softmax over its *whole* output layer: the mass of tokens left out of
+the vocabulary (special/control tokens) is simply absent, so rows may sum to less than one.
+
+The batch state (:class:`LMState`) is the fast path the engines use. Its invariants:
+
+* all rows hold contexts of one length (engines advance every row together);
+* a KV cache covers the prompt and each row's context except the ``pending`` tokens, which
+  :meth:`LMState.advance` appends without running the model;
+* :meth:`LMState.logw_next` runs **one** forward pass of the pending tokens for all rows,
+  memoises the next-token matrix, and the state keeps the extended cache;
+* :meth:`LMState.select` composes a row map lazily; the next forward reindexes the cache by
+  ``index_select`` (no recomputation), which drops the rows not selected;
+* the prompt is prefilled once per potential and shared by every state.
+
+States are never mutated visibly: a forward builds a *new* cache container, so two states
+advanced differently from one parent never see each other's tokens.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from potentia.potentials.base import Potential, PotentialState
+
+if TYPE_CHECKING:
+    from potentia.lm import LM
+
+__all__ = ["LMPotential", "LMState"]
+
+_SUPPORTED_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer")
+
+
+def fork_cache(cache, rows: torch.Tensor | None = None):
+    """A new cache container over the same tensors, optionally reindexed by ``rows``.
+
+    transformers' dynamic cache layers replace their tensors on update (``torch.cat``)
+    instead of writing into them, so a shallow copy of the container and of each layer is
+    enough for the original to stay untouched by later forwards of the copy.
+    """
+    new = copy.copy(cache)
+    new.layers = []
+    for layer in cache.layers:
+        lay = copy.copy(layer)
+        if rows is not None and getattr(layer, "is_initialized", False):
+            if layer.keys is not None and layer.keys.numel():
+                lay.keys = layer.keys.index_select(0, rows)
+                lay.values = layer.values.index_select(0, rows)
+        new.layers.append(lay)
+    return new
+
+
+def forward(lm: LM, ids: torch.Tensor, cache, keep: int) -> tuple[torch.Tensor, object]:
+    """One forward pass: logits of the last ``keep`` positions and the extended cache."""
+    kw = {lm.cache_arg: cache} if cache is not None else {}
+    with torch.inference_mode():
+        out = lm.model(input_ids=ids, use_cache=True, logits_to_keep=keep, **kw)
+    new = getattr(out, "cache", None)
+    return out.logits, new if new is not None else out.past_key_values
+
+
+def log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Log-softmax in float64: float32 sums over ~10^5 logits are off by ~3e-5."""
+    return torch.log_softmax(logits.to(torch.float64), dim=-1)
+
+
+def _check_cache(cache) -> None:
+    for layer in getattr(cache, "layers", [None]):
+        name = type(layer).__name__
+        if name not in _SUPPORTED_LAYERS:
+            raise ValueError(
+                f"the model's KV cache has a layer of type {name}; potentia's LM potential "
+                f"supports transformers' dynamic caches ({', '.join(_SUPPORTED_LAYERS)}), "
+                "i.e. attention-only causal LMs."
+            )
+
+
+class LMPotential(Potential):
+    """A causal LM conditioned on a prompt, as a potential over the LM's token vocabulary.
+
+    Build it with :meth:`potentia.LM.potential`. See the module docstring for the weights.
+
+    Args:
+        lm: The :class:`potentia.LM` (model, tokenizer, vocabulary, EOS set).
+        prompt_ids: Tokenizer ids of the prompt (BOS and chat template included), at least one.
+    """
+
+    def __init__(self, lm: LM, prompt_ids: list[int]) -> None:
+        if not prompt_ids:
+            raise ValueError(
+                "`prompt_ids` is empty; an LM potential needs at least one prompt token "
+                "(e.g. BOS) to predict the first token from."
+            )
+        if len(prompt_ids) >= lm.max_length:
+            raise ValueError(
+                f"`prompt` has {len(prompt_ids)} tokens but the model's context holds "
+                f"{lm.max_length}; shorten the prompt so that generated tokens fit."
+            )
+        self.lm = lm
+        self.vocab = lm.vocab
+        self.prompt_ids = [int(i) for i in prompt_ids]
+        self._prompt: tuple | None = None  # (cache, log-probs over the full output layer)
+        self._prefix_memo: dict[tuple[int, ...], float] = {}
+        self._next_memo: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
+
+    # ----- model calls ----------------------------------------------------------------
+    def _prefill(self) -> tuple:
+        """Run the prompt once; keep its cache (batch 1) and next-token log-probs."""
+        if self._prompt is None:
+            ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.lm.device)
+            logits, cache = forward(self.lm, ids, None, 1)
+            _check_cache(cache)
+            self._prompt = (cache, log_softmax(logits[0, -1]))
+        return self._prompt
+
+    def _full_logprobs(self, context: list[int]) -> torch.Tensor:
+        """Log-probs over the full output layer after the prompt and each prefix of ``context``.
+
+        Row ``t`` is the distribution of the token after ``context[:t]`` (``T + 1`` rows).
+        """
+        self._check_length(len(context))
+        cache, lp0 = self._prefill()
+        if not context:
+            return lp0[None]
+        ids = torch.as_tensor(self.lm.vocab.ids[context], device=self.lm.device)[None]
+        logits, _ = forward(self.lm, ids, fork_cache(cache), len(context))
+        return torch.cat([lp0[None], log_softmax(logits[0])], dim=0)
+
+    def _check_length(self, n_generated: int) -> None:
+        total = len(self.prompt_ids) + n_generated
+        if total > self.lm.max_length:
+            raise ValueError(
+                f"prompt ({len(self.prompt_ids)} tokens) plus context ({n_generated} tokens) "
+                f"exceeds the model's context of {self.lm.max_length} tokens; lower "
+                "`max_tokens` or shorten the prompt."
+            )
+
+    def to_vocab(self, lp: torch.Tensor) -> np.ndarray:
+        """Map full-output-layer log-probs ``(..., N)`` to ``(..., V + 1)``, EOS last."""
+        lm = self.lm
+        eos = torch.logsumexp(lp.index_select(-1, lm.eos_ids_t), dim=-1, keepdim=True)
+        out = torch.cat([lp.index_select(-1, lm.vocab_ids_t), eos], dim=-1)
+        return out.cpu().numpy()
+
+    # ----- context methods (slow path: one forward per context) ----------------------
+    def _run(self, context: list[int]) -> None:
+        key = tuple(context)
+        if key in self._next_memo:
+            self._next_memo.move_to_end(key)
+            return
+        lp = self._full_logprobs(context)
+        ids = self.lm.vocab.ids[context]
+        steps = lp[torch.arange(len(context)), torch.as_tensor(ids)] if context else lp[:0, 0]
+        cum = np.concatenate([[0.0], np.cumsum(steps.cpu().numpy())])
+        for t in range(len(context) + 1):
+            self._prefix_memo[key[:t]] = float(cum[t])
+        if len(self._prefix_memo) > 100_000:
+            self._prefix_memo.clear()
+            for t in range(len(context) + 1):
+                self._prefix_memo[key[:t]] = float(cum[t])
+        self._next_memo[key] = lp[-1].clone()
+        while len(self._next_memo) > 8:
+            self._next_memo.popitem(last=False)
+
+    def _prefix(self, context: list[int]) -> float:
+        key = tuple(context)
+        if key not in self._prefix_memo:
+            self._run(context)
+        return self._prefix_memo[key]
+
+    def _complete(self, context: list[int]) -> float:
+        return self._prefix(context) + float(self._logw_next(context)[-1])
+
+    def _logw_next(self, context: list[int]) -> np.ndarray:
+        self._run(context)
+        return self.to_vocab(self._next_memo[tuple(context)])
+
+    def _batch_logw_next(self, contexts: list[list[int]]) -> np.ndarray:
+        lengths = {len(c) for c in contexts}
+        if len(lengths) == 1:  # one batched forward through the state machinery
+            return self.state_from(contexts).logw_next()
+        return super()._batch_logw_next(contexts)
+
+    # ----- the batch state ------------------------------------------------------------
+    def init_state(self, n: int) -> LMState:
+        """``n`` empty contexts sharing the prefilled prompt (no forward until needed)."""
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise ValueError(f"`n` is {n!r}; pass an int >= 0.")
+        cache, _ = self._prefill()
+        return LMState(
+            self,
+            contexts=[[] for _ in range(int(n))],
+            cache=cache,
+            rows=np.zeros(int(n), dtype=np.int64),
+            pending=np.zeros((int(n), 0), dtype=np.int64),
+        )
+
+    def __repr__(self) -> str:
+        return f"LMPotential({self.lm.name}, prompt={len(self.prompt_ids)} tokens)"
+
+
+class LMState(PotentialState):
+    """Batch of equal-length contexts of an :class:`LMPotential` with per-row KV caches.
+
+    Args:
+        potential: The LM potential.
+        contexts: The contexts (vocabulary positions), one per row.
+        cache: A transformers cache covering the prompt and the contexts minus ``pending``.
+        rows: Row ``r`` of this state is row ``rows[r]`` of ``cache`` (``None``: identity).
+        pending: Tokenizer ids appended since the cache was last extended, shape ``(n, k)``.
+    """
+
+    def __init__(
+        self,
+        potential: LMPotential,
+        contexts: list[list[int]],
+        cache,
+        rows: np.ndarray | None,
+        pending: np.ndarray,
+    ) -> None:
+        self.potential = potential
+        self._contexts = contexts
+        self._cache = cache
+        self._rows = rows
+        self._pending = pending
+        self._memo: np.ndarray | None = None
+
+    @property
+    def contexts(self) -> list[list[int]]:  # noqa: D102
+        return self._contexts
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+    def logw_next(self) -> np.ndarray:
+        """Next-token log-probs of every row (one batched forward, memoised)."""
+        if self._memo is not None:
+            return self._memo
+        pot = self.potential
+        n = len(self._contexts)
+        V1 = len(pot.vocab) + 1
+        if n == 0:
+            self._memo = np.zeros((0, V1))
+        elif self._pending.shape[1] == 0:  # nothing generated yet: the prompt's vector
+            self._memo = np.repeat(pot.to_vocab(pot._prefill()[1])[None], n, axis=0)
+        else:
+            lm = pot.lm
+            rows = self._rows
+            if rows is not None and np.array_equal(rows, np.arange(n)):
+                rows = None
+            idx = None if rows is None else torch.as_tensor(rows, device=lm.device)
+            cache = fork_cache(self._cache, idx)
+            ids = torch.as_tensor(self._pending, device=lm.device)
+            logits, self._cache = forward(lm, ids, cache, 1)
+            lp = log_softmax(logits[:, -1])
+            self._rows = None
+            self._pending = self._pending[:, :0]
+            self._memo = pot.to_vocab(lp)
+        return self._memo
+
+    def advance(self, tokens: np.ndarray) -> LMState:
+        """Append ``tokens[r]`` to row ``r`` (the forward waits for the next ``logw_next``)."""
+        pot = self.potential
+        V = len(pot.vocab)
+        tokens = np.asarray(tokens)
+        if tokens.shape != (len(self._contexts),) or (
+            tokens.size and not np.issubdtype(tokens.dtype, np.integer)
+        ):
+            raise ValueError(
+                f"`tokens` has shape {tokens.shape} and dtype {tokens.dtype}; advance needs "
+                f"one integer token per row ({len(self._contexts)})."
+            )
+        tokens = tokens.astype(np.int64)
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= V):
+            bad = tokens[(tokens < 0) | (tokens >= V)][0]
+            raise ValueError(
+                f"`tokens` holds {bad}, not a vocabulary position (0..{V - 1}); EOS ({V}) "
+                "ends a particle and cannot be appended."
+            )
+        length = len(self._contexts[0]) + 1 if self._contexts else 0
+        pot._check_length(length)
+        ids = pot.vocab.ids[tokens]
+        return LMState(
+            pot,
+            contexts=[c + [int(t)] for c, t in zip(self._contexts, tokens)],
+            cache=self._cache,
+            rows=self._rows,
+            pending=np.concatenate([self._pending, ids[:, None]], axis=1),
+        )
+
+    def select(self, rows: np.ndarray) -> LMState:
+        """Rows ``rows`` of this batch (repeats allowed); caches are reindexed lazily."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n = len(self._contexts)
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= n)):
+            raise ValueError(f"`rows` is {rows!r}; pass a 1-d array of row indices in 0..{n - 1}.")
+        base = np.arange(n) if self._rows is None else self._rows
+        out = LMState(
+            self.potential,
+            contexts=[list(self._contexts[r]) for r in rows],
+            cache=self._cache if rows.size else None,
+            rows=base[rows],
+            pending=self._pending[rows],
+        )
+        if self._memo is not None:
+            out._memo = self._memo[rows]
+        return out
