@@ -115,6 +115,25 @@ def _overlap(patterns: dict, names: dict) -> bool:
         return True
 
 
+_OBJECT_KW = ("properties", "patternProperties", "additionalProperties", "required")
+
+
+def _strip_object(branch: Any) -> Any:
+    if isinstance(branch, dict):
+        return {k: v for k, v in branch.items() if k not in _OBJECT_KW}
+    return branch
+
+
+def _has_float(v: Any) -> bool:
+    if isinstance(v, float):
+        return True
+    if isinstance(v, list):
+        return any(_has_float(x) for x in v)
+    if isinstance(v, dict):
+        return any(_has_float(x) for x in v.values())
+    return False
+
+
 class _Relaxer:
     """Build the engine-side superset schema, remembering moved JSON pointers."""
 
@@ -129,6 +148,13 @@ class _Relaxer:
         for k, v in s.items():
             if k in self.drop or k not in EARLY and k not in ("multipleOf", "required"):
                 continue
+            if k in ("exclusiveMinimum", "exclusiveMaximum") and isinstance(v, bool):
+                continue  # draft-04 modifier: dropping it keeps a superset
+            if k == "items" and isinstance(v, list):  # draft-04..2019-09 tuple form
+                out["prefixItems"] = [self.run(sub, f"{ptr}/items/{i}") for i, sub in enumerate(v)]
+                continue
+            if k in ("enum", "const") and _has_float(v):
+                continue  # llguidance writes floats one way only: check them at completion
             if k == "multipleOf":
                 if _is_int(v) and s.get("type") == "integer":
                     out[k] = v
@@ -146,6 +172,20 @@ class _Relaxer:
                 out[k] = self.run(v, p)
             else:
                 out[k] = v
+        if self.any_order and ("properties" in out or "patternProperties" in out):
+            # llguidance mis-merges object keywords of sibling branches with the parent's
+            # patternProperties; keep the branches' non-object keywords only (a superset).
+            for k in ("allOf", "anyOf", "oneOf"):
+                if isinstance(out.get(k), list):
+                    out[k] = [_strip_object(a) for a in out[k]]
+        for k in ("allOf", "anyOf", "oneOf"):  # a `true` branch makes anyOf/oneOf vacuous
+            alts = out.get(k)
+            if isinstance(alts, list):
+                kept = [a for a in alts if a is not True and a != {}]
+                if k == "allOf" and kept != alts:
+                    out[k] = kept
+                if not kept or (k != "allOf" and len(kept) < len(alts)):
+                    out.pop(k)
         if "oneOf" in out:  # exclusivity is checked at completion
             alts = out.pop("oneOf")
             if "anyOf" in out:
@@ -245,19 +285,24 @@ def _scan_refs(schema: Any) -> None:
             ) from None
 
 
-_DIALECTS = {"https://json-schema.org/draft/2020-12/schema"}
+def _validator_class(schema: Any) -> type:
+    """The jsonschema validator of the schema's dialect (2020-12 by default).
 
-
-def _check_dialect(schema: Any) -> None:
-    """Refuse a ``$schema`` other than draft 2020-12 (its vocabularies could not be honoured)."""
+    Raises:
+        ValueError: for a ``$schema`` that is not a known dialect (a custom meta-schema's
+            vocabularies cannot be honoured offline).
+    """
     if isinstance(schema, dict) and isinstance(schema.get("$schema"), str):
-        uri = urldefrag(schema["$schema"])[0]
-        if uri not in _DIALECTS:
+        uri = schema["$schema"]
+        cls = jsonschema.validators.validator_for(schema, default=None)
+        if cls is None:
             raise ValueError(
-                f"`schema` keyword `$schema` at JSON pointer '/$schema' is {uri!r}; only the "
-                "draft 2020-12 dialect (https://json-schema.org/draft/2020-12/schema) is "
-                "supported. Remove `$schema` or point it to 2020-12."
+                f"`schema` keyword `$schema` at JSON pointer '/$schema' is {uri!r}, not a known "
+                "JSON Schema dialect (draft-04, -06, -07, 2019-09, 2020-12); its vocabularies "
+                "cannot be checked offline. Remove `$schema` or use a standard dialect."
             )
+        return cls
+    return jsonschema.Draft202012Validator
 
 
 def _no_dupes(pairs: list[tuple[str, Any]]) -> dict:
@@ -310,22 +355,20 @@ class JSONSchema(LLGConstraint):
             raise ValueError(f"`whitespace` is {whitespace!r}; use 'json' or 'none'.")
         if property_order not in ("any", "schema"):
             raise ValueError(f"`property_order` is {property_order!r}; use 'any' or 'schema'.")
+        cls = _validator_class(schema)
         try:
-            jsonschema.Draft202012Validator.check_schema(schema)
+            cls.check_schema(schema)
         except jsonschema.SchemaError as e:
             where = "/" + "/".join(_ptr_escape(str(p)) for p in e.path)
             raise ValueError(
-                f"`schema` is not a valid draft 2020-12 JSON Schema: keyword "
+                f"`schema` is not a valid JSON Schema ({cls.__name__}): keyword "
                 f"`{e.path[-1] if e.path else e.validator}` at JSON pointer {where!r}: "
                 f"{e.message}. Fix the schema (see the 2020-12 meta-schema)."
             ) from None
-        _check_dialect(schema)
         _scan_refs(schema)
         self.schema, self.whitespace, self.property_order = schema, whitespace, property_order
-        self.validator = jsonschema.Draft202012Validator(
-            schema,
-            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None,
-        )
+        checker = jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None
+        self.validator = cls(schema, format_checker=checker)
         self.relaxed, lark = self._engine_grammar(schema, vocab)
         super().__init__(lark, vocab, check=self._valid, name="json")
 
