@@ -119,6 +119,8 @@ class PredicatePotential(Potential):
         try:
             w0 = self.weight("")
         except PredicateError as exc:
+            if exc.__cause__ is None:  # fn returned something that is not a weight
+                raise TypeError(str(exc)) from None
             raise ValueError(
                 f"`fn` cannot judge the empty text: {exc.__cause__ or exc}. Make `fn` return "
                 f"{'-inf' if soft else 'False'} (or a weight) for texts it cannot judge."
