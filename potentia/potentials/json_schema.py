@@ -351,6 +351,8 @@ class JSONSchema(LLGConstraint):
                 f"`schema` is {type(schema).__name__}; pass a JSON Schema dict, a boolean "
                 "schema, its JSON text, or a Pydantic model class."
             )
+        if schema is False:
+            raise ValueError("`schema` is `false`: the language is empty (no document is valid).")
         if whitespace not in ("json", "none"):
             raise ValueError(f"`whitespace` is {whitespace!r}; use 'json' or 'none'.")
         if property_order not in ("any", "schema"):
