@@ -385,3 +385,59 @@ def test_front_door_lifts_automatically():
     for s in out.posterior:
         text = s if isinstance(s, str) else TOY.decode(s)
         assert text in "ab ba" and text
+
+
+# ----- real tokenizers ----------------------------------------------------------------------
+PASSAGE = "Marie Curie (née Skłodowska) won two Nobel prizes — physics 1903, chemistry 1911 🙂."
+
+
+def real_constraints():
+    return {
+        "excludes": pt.excludes("Nobel", letters="e", ignore_case=True),
+        "contains": pt.contains("prize", " 19", max_length=24),
+        "words": pt.length(1, 6, unit="words"),
+        "chars": pt.length(max=20),
+        "span_of": pt.span_of(PASSAGE),
+        "tokens": pt.length(2, 5, unit="tokens"),
+    }
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("which", ["gemma", "smollm"])
+def test_tokens_equal_bytes_on_real_vocabularies(which, request):
+    vocab = request.getfixturevalue(which).vocab
+    V = len(vocab)
+    rng = np.random.default_rng(7)
+    for name, c in real_constraints().items():
+        lifted = c.lift(vocab)
+        state = lifted.init_state(1)
+        ctx: list[int] = []
+        walk = [[]]
+        for _ in range(6):
+            lw_next = state.logw_next()[0]
+            allowed = np.flatnonzero(lw_next[:V] > -np.inf)
+            toks = np.concatenate(
+                [rng.choice(V, 150), rng.choice(allowed, min(50, len(allowed))), [V]]
+            ).astype(np.int64)
+            got = state.logw_tokens(np.zeros(len(toks), dtype=np.int64), toks)
+            np.testing.assert_array_equal(got, lw_next[toks], err_msg=name)
+            if name == "tokens":  # counts this vocabulary's tokens: own reference
+                # both vocabularies have every continuation byte as a token, so a pending
+                # character needs exactly one more token
+                for a in toks[:-1]:
+                    p = partial(vocab.decode_bytes(ctx + [int(a)]))
+                    ok = p is not None and len(ctx) + 1 + (1 if p[1] else 0) <= 5
+                    assert lw_next[a] == lw(ok), (ctx, int(a), vocab.tokens[a])
+                done = full(vocab.decode_bytes(ctx)) is not None and 2 <= len(ctx) <= 5
+                assert lw_next[V] == lw(done)
+            else:
+                for a in toks[:-1]:
+                    want = c.prefix(list(vocab.decode_bytes(ctx + [int(a)])))
+                    assert lw_next[a] == want, (name, ctx, int(a), vocab.tokens[a])
+                assert lw_next[V] == c.complete(list(vocab.decode_bytes(ctx))), (name, ctx)
+            if not len(allowed):
+                break
+            ctx.append(int(rng.choice(allowed)))
+            state = state.advance(np.array(ctx[-1:]))
+            walk.append(list(ctx))
+        assert_potential_laws(lifted, walk, valid=[w for w in walk if lifted.complete(w) == 0])
