@@ -58,7 +58,7 @@ from potentia.samplers.base import Draw, SampleOut, TokenSampler
 __all__ = ["AWRS", "DEFAULT_MAX_REJECTS"]
 
 #: Rejections after which a row switches to the exact allowed-token mask.
-DEFAULT_MAX_REJECTS = 32
+DEFAULT_MAX_REJECTS = 8
 
 _REBASE_BELOW = 1e-200  # rebuild the urn around the remaining maximum below this mass
 

@@ -401,3 +401,80 @@ def test_bad_input():
     other = _allow(_vocab(4), [0])
     with pytest.raises(ValueError, match="`constraint`.*cannot be aligned"):
         AWRS(lm, other)
+
+
+# ---------------------------------------------------------------- real model (Gemma 3 270M)
+FRANCE = "The capital of France is"
+CITY = r" (Paris|Lyon|Marseille|[A-Z][a-z]+)(\.|,)"
+
+
+def _finished_texts(res):
+    return [t for t, s in zip(res.texts, res.status) if s == "finished"]
+
+
+@pytest.mark.real_model
+def test_gemma_regex_valid_and_agrees_with_direct(gemma):
+    """Only valid outputs; E[Ẑ·p̂(S)] agrees between AWRS and direct (|z| ≤ 4, α ≈ 6e-5).
+
+    For any set S of strings, Ẑ·p̂(S) is an unbiased estimate of target(S) for both
+    samplers, so the two run averages differ by Monte-Carlo error only. S = outputs that
+    start with " Paris" (the bulk of the posterior) and S = everything (Ẑ itself).
+    """
+    import re
+
+    lmp = gemma.potential(FRANCE)
+    c = potentia.regex(CITY).lift(gemma.vocab)
+    rng = np.random.default_rng(2025)
+    est = {"awrs": [], "direct": []}
+    for name, sampler in (("awrs", AWRS(lmp, c)), ("direct", DirectSampler(lmp * c))):
+        for _ in range(8):
+            res = smc(sampler, 8, 6, rng=rng)
+            texts = _finished_texts(res)
+            assert texts and all(re.fullmatch(CITY, t) for t in texts)
+            assert not any(s.startswith("dead") for s in res.status)
+            z = np.exp(res.log_z)
+            paris = sum(w for t, w in zip(res.texts, res.weights) if t.startswith(" Paris"))
+            est[name].append((z, z * paris))
+    for k in (0, 1):
+        a = np.array([e[k] for e in est["awrs"]])
+        d = np.array([e[k] for e in est["direct"]])
+        se = np.sqrt(a.var(ddof=1) / len(a) + d.var(ddof=1) / len(d))
+        assert abs(a.mean() - d.mean()) <= 4 * se + 1e-12
+
+
+@pytest.mark.real_model
+def test_gemma_json_newline_eos(gemma):
+    import json as _json
+
+    import jsonschema
+
+    from potentia.lm import LM
+
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
+    lm_nl = LM(gemma.model, gemma.tokenizer, eos="\n")
+    prompt = (
+        'People as JSON, one per line:\n{"name": "Alice", "age": 31}\n{"name": "Bob", "age": 45}\n'
+    )
+    res = smc(AWRS(lm_nl.potential(prompt), potentia.json(schema)), 4, 20, rng=0)
+    texts = _finished_texts(res)
+    assert texts
+    for t in texts:
+        jsonschema.validate(_json.loads(t), schema)
+    assert res.constraint_checks <= 5 * res.n_steps * 4
+
+
+@pytest.mark.real_model
+def test_gemma_unlikely_regex_no_dead_particles(gemma):
+    """The LM puts almost no mass on the constraint: AWRS must never kill a particle."""
+    import re
+
+    pattern = r" [A-Z][a-z]+ (is|was) [0-9]{2,4}\."
+    res = smc(AWRS(gemma.potential(FRANCE), potentia.regex(pattern)), 4, 16, rng=1)
+    sampler_deaths = [s for s in res.status if s.startswith("dead") and "max_tokens" not in s]
+    assert sampler_deaths == []
+    assert all(re.fullmatch(pattern, t) for t in _finished_texts(res))
