@@ -16,7 +16,8 @@ The same class is the byte-level potential (``Vocabulary.bytes256()``) and every
 * a trie of all tokens in preorder (byte, depth, end of subtree, tokens ending there): the
   allowed-token mask from a state is one pass over the trie that skips every subtree whose
   prefix is dead or over budget (:func:`_mask_dfs`); masks are cached per (state,
-  remaining budget) in an LRU bounded in bytes, so a state seen before costs a lookup.
+  remaining budget) as log-weight rows in an LRU bounded in bytes (128 MiB by default),
+  so a state seen before costs one copy.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ def _mask_dfs(
     sq[0], sc[0] = s0, 0
     if tcost + dist_end[s0] <= rem:
         for k in range(tok_ptr[0], tok_ptr[1]):
-            out[tok_ids[k]] = True
+            out[tok_ids[k]] = 0.0
     n = node_byte.shape[0]
     i = 1
     while i < n:
@@ -182,7 +183,7 @@ def _mask_dfs(
         sq[d], sc[d] = s, c
         if c + tcost + dist_end[s] <= rem:
             for k in range(tok_ptr[i], tok_ptr[i + 1]):
-                out[tok_ids[k]] = True
+                out[tok_ids[k]] = 0.0
         i += 1
 
 
@@ -225,7 +226,7 @@ class AutomatonPotential(Potential):
         min_used: int = 0,
         token_cost: int = 0,
         label: str = "automaton",
-        cache_bytes: int = 64 << 20,
+        cache_bytes: int = 128 << 20,
     ) -> None:
         if dfa.dist is None:
             raise ValueError("`dfa` must be trimmed (call `dfa.trimmed()`).")
@@ -244,7 +245,7 @@ class AutomatonPotential(Potential):
                 f"budget is {int(self.budget)}); relax the constraint."
             )
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-        self._cache_max = max(1, cache_bytes // max(1, len(vocab)))
+        self._cache_max = max(1, cache_bytes // (8 * len(vocab)))
         lim = self.tables.max_len + self.token_cost + int(self.dist_end[self.dist_end < INF].max())
         self._rem_cap = np.int64(lim)
 
@@ -313,25 +314,33 @@ class AutomatonPotential(Potential):
         )
 
     # ----- masks ----------------------------------------------------------------------
-    def mask(self, s: int, used: int) -> np.ndarray:
-        """Boolean mask of the tokens allowed from automaton state ``s`` with ``used`` spent."""
+    def logw_row(self, s: int, used: int) -> np.ndarray:
+        """Log weights (0 or -inf) of every token from automaton state ``s`` with ``used`` spent.
+
+        The row is cached (LRU, bounded in bytes) and must not be modified.
+        """
         rem = int(min(self.budget - used, self._rem_cap))
         key = (s, rem)
-        m = self._cache.get(key)
-        if m is not None:
+        row = self._cache.get(key)
+        if row is not None:
             self._cache.move_to_end(key)
-            return m
+            return row
         t, d = self.tables, self.dfa
-        m = np.zeros(len(self.vocab), dtype=np.bool_)
+        row = np.full(len(self.vocab), -np.inf)
         _mask_dfs(
             np.int64(s), np.int64(rem), d.delta, d.cost, d.dist, self.dist_end,
             np.int64(self.token_cost), t.node_byte, t.node_depth, t.subtree_end,
-            t.tok_ptr, t.tok_ids, t.max_len, m,
+            t.tok_ptr, t.tok_ids, t.max_len, row,
         )  # fmt: skip
-        self._cache[key] = m
+        row.flags.writeable = False
+        self._cache[key] = row
         if len(self._cache) > self._cache_max:
             self._cache.popitem(last=False)
-        return m
+        return row
+
+    def mask(self, s: int, used: int) -> np.ndarray:
+        """Boolean mask of the tokens allowed from automaton state ``s`` with ``used`` spent."""
+        return self.logw_row(s, used) == 0.0
 
     def __repr__(self) -> str:
         return f"{self.label}(vocab={len(self.vocab)} tokens)"
@@ -370,10 +379,11 @@ class AutomatonState(PotentialState):
     def logw_next(self) -> np.ndarray:  # noqa: D102
         p = self.potential
         V = len(p.vocab)
-        out = np.full((len(self.q), V + 1), -np.inf)
+        out = np.empty((len(self.q), V + 1))
         alive = self._alive()
+        out[~alive, :V] = -np.inf
         for r in np.flatnonzero(alive):
-            out[r, :V][p.mask(int(self.q[r]), int(self.used[r]))] = 0.0
+            out[r, :V] = p.logw_row(int(self.q[r]), int(self.used[r]))
         out[:, V] = self.complete()
         return out
 

@@ -219,7 +219,7 @@ class PredicatePotential(Potential):
             return out
         base = row.w
         if self.level == "complete":
-            out[:V][self._utf8.mask(row.u, 0)] = 0.0
+            out[:V] = self._utf8.logw_row(row.u, 0)
         else:
             self._walk_trie(row, out)
         out[V] = self.row_complete(row) - base
