@@ -37,7 +37,7 @@ import jsonschema_specifications
 import llguidance
 
 from potentia.potentials.base import Vocabulary
-from potentia.potentials.llg import LLGConstraint
+from potentia.potentials.llg import LLGConstraint, llg_tokenizer
 
 __all__ = ["json_schema", "JSONSchema", "relax_schema", "EARLY", "LATE"]
 
@@ -386,7 +386,7 @@ class JSONSchema(LLGConstraint):
         """Relax until llguidance compiles it; the last resort is any JSON value."""
         drop: set[str] = set()
         safe = False
-        tok = llguidance.LLTokenizer("byte")
+        tok = llg_tokenizer(Vocabulary.bytes256())
         for _ in range(8):
             relaxed = relax_schema(schema, self.property_order, drop, safe)
             lark = self._lark(relaxed)
