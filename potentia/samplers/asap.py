@@ -86,6 +86,8 @@ class TrieMethod:
             if lm is None or constraint is None:
                 raise ValueError("`lm` and `constraint` are both required when no `trie` is given.")
             self.trie = Trie(lm, constraint, max_tokens=max_tokens)
+        self._attempts = self._tokens = 0
+        self._z_sum = 0.0
 
     @classmethod
     def from_model(
@@ -110,6 +112,22 @@ class TrieMethod:
     def _attempt(self, draw: Draw) -> tuple[list[int] | None, str]:
         """One walk from the root: ``(tokens, "ok")`` or ``(None, why)``."""
         raise NotImplementedError
+
+    def attempt(
+        self, rng: np.random.Generator | int | None = None, draw: Draw | None = None
+    ) -> list[int] | None:
+        """One walk from the root (tightening the trie): a string, or ``None`` if it failed.
+
+        For :class:`CARS` a walk fails by rejection; for the others, at a dead end.
+
+        Args:
+            rng: Generator or seed for every random choice.
+            draw: Optional ``draw(probs) -> index`` replacing ``rng`` (exact enumeration).
+        """
+        if draw is None:
+            rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+            draw = rng_draw(rng)
+        return self._attempt(draw)[0]
 
     def sample(
         self, n: int, rng: np.random.Generator | int | None = None, draw: Draw | None = None

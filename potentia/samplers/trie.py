@@ -132,7 +132,8 @@ class Trie:
 
     Args:
         lm: The LM conditioned on its prompt, as a potential whose next-token vectors are
-            normalised log-probabilities (EOS last).
+            log-probabilities summing to at most one (EOS last; an LM that leaves special
+            tokens out of its vocabulary sums to slightly less, which keeps θ an upper bound).
         constraint: A hard constraint over the same tokens (a byte-level constraint is
             lifted to the LM's vocabulary).
         max_tokens: Longest string (in tokens) of the target; deeper nodes allow only EOS.
@@ -282,11 +283,11 @@ class Trie:
         lm_vec = np.asarray(lm_vec, dtype=float)
         c_vec = np.asarray(c_vec, dtype=float)
         total = logsumexp(lm_vec)
-        if not abs(total) < 1e-3:
+        if not total < 1e-6:
             raise ValueError(
                 f"the LM's next-token probabilities at {node.context!r} sum to "
-                f"{np.exp(total):.6g}, not 1: θ is an upper bound only for a normalised LM "
-                "(pass the LM itself, not a product with other potentials)."
+                f"{np.exp(total):.6g} > 1: θ is an upper bound only for an LM whose rows sum "
+                "to at most one (pass the LM itself, not a product with other potentials)."
             )
         allowed = np.isfinite(lm_vec) & np.isfinite(c_vec)
         if node.depth >= self.max_tokens:
