@@ -72,7 +72,7 @@ def forward(lm: LM, ids: torch.Tensor, cache, keep: int) -> tuple[torch.Tensor, 
 
 
 def log_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Log-softmax in float64: float32 sums over ~10^5 logits are off by ~3e-5."""
+    """Log-softmax in float64 (the slow context path; see :meth:`LMPotential.to_vocab`)."""
     return torch.log_softmax(logits.to(torch.float64), dim=-1)
 
 
@@ -147,12 +147,25 @@ class LMPotential(Potential):
                 "`max_tokens` or shorten the prompt."
             )
 
-    def to_vocab(self, lp: torch.Tensor) -> np.ndarray:
-        """Map full-output-layer log-probs ``(..., N)`` to ``(..., V + 1)``, EOS last."""
+    def to_vocab(self, scores: torch.Tensor) -> np.ndarray:
+        """Log-probs over vocabulary positions plus EOS from full-output-layer scores.
+
+        ``scores`` are logits (or log-probs) of shape ``(n, N)`` or ``(N,)``; the result has
+        shape ``(n, V + 1)`` or ``(V + 1,)``. The normaliser is accumulated in float64 (float32 sums over ~10^5 logits are off by
+        ~3e-5), but the big arrays stay in the input's dtype: the exponentials are the only
+        pass over all logits.
+        """
         lm = self.lm
-        eos = torch.logsumexp(lp.index_select(-1, lm.eos_ids_t), dim=-1, keepdim=True)
-        out = torch.cat([lp.index_select(-1, lm.vocab_ids_t), eos], dim=-1)
-        return out.cpu().numpy()
+        x = scores if scores.dim() == 2 else scores[None]
+        m = x.max(dim=-1, keepdim=True).values
+        lse = m[:, 0].double() + torch.exp(x - m).sum(dim=-1, dtype=torch.float64).log()
+        V = len(lm.vocab)
+        out = np.empty((x.shape[0], V + 1))
+        out[:, :V] = x.index_select(-1, lm.vocab_ids_t).cpu().numpy()
+        eos = x.index_select(-1, lm.eos_ids_t).double()
+        out[:, V] = torch.logsumexp(eos, dim=-1).cpu().numpy()
+        out -= lse.cpu().numpy()[:, None]
+        return out if scores.dim() == 2 else out[0]
 
     # ----- context methods (slow path: one forward per context) ----------------------
     def _run(self, context: list[int]) -> None:
@@ -265,10 +278,9 @@ class LMState(PotentialState):
             cache = fork_cache(self._cache, idx)
             ids = torch.as_tensor(self._pending, device=lm.device)
             logits, self._cache = forward(lm, ids, cache, 1)
-            lp = log_softmax(logits[:, -1])
             self._rows = None
             self._pending = self._pending[:, :0]
-            self._memo = pot.to_vocab(lp)
+            self._memo = pot.to_vocab(logits[:, -1])
         return self._memo
 
     def advance(self, tokens: np.ndarray) -> LMState:

@@ -252,9 +252,9 @@ def test_real_cached_batched_and_resampled_match_fresh_forwards(name, request):
     ctxs = [s[:width] for s in starts]
     state = pot.state_from(ctxs)
     got = state.logw_next()
-    # vocabulary + EOS mass never exceeds one (float32 log-softmax over 262k logits would
-    # overshoot by ~3e-5)
-    assert (np.exp(got).sum(axis=1) <= 1 + 1e-9).all()
+    # vocabulary + EOS mass never exceeds one beyond float32 exp rounding (~1e-8); a
+    # float32-accumulated log-softmax over 262k logits would overshoot by ~3e-5
+    assert (np.exp(got).sum(axis=1) <= 1 + 1e-6).all()
     for r, c in enumerate(ctxs):  # KV-cached batch == uncached single forward
         assert_logw_close(got[r], reference(lm, pot.prompt_ids, c), ATOL, f"{name} row {r}")
         one = pot.state_from([c]).logw_next()[0]  # batched == one at a time
