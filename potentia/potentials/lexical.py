@@ -107,7 +107,8 @@ def excludes(*strings: str, letters: str = "", ignore_case: bool = False) -> Aut
     ban = ByteDFA(delta, np.ones(len(goto), dtype=np.bool_))
     dfa = ban.product(utf8_dfa()).trimmed()
     shown = ", ".join(repr(t) for t in terms[:4]) + (", ..." if len(terms) > 4 else "")
-    return AutomatonPotential(dfa, _BYTES, label=f"excludes({shown})")
+    case = ", ignore_case=True" if ignore_case else ""
+    return AutomatonPotential(dfa, _BYTES, label=f"excludes({shown}{case})")
 
 
 def _found_dfa(goto: np.ndarray, out: np.ndarray, k: int, max_states: int) -> ByteDFA:
