@@ -119,6 +119,10 @@ class Product(Potential):
     def init_state(self, n: int) -> ProductState:  # noqa: D102
         return ProductState(self, [p.init_state(n) for p in self.parts])
 
+    def lift(self, vocab: Vocabulary) -> Potential:
+        """Lift every factor (each with its own fast lifting) and multiply the results."""
+        return type(self)(*(p.lift(vocab) for p in self.parts))
+
     def __repr__(self) -> str:
         return " * ".join(repr(p) for p in self.parts)
 
@@ -203,6 +207,10 @@ class Or(Potential):
     def _r(self, context: list[int]) -> list[int]:
         return context if self._map is None else [int(self._map[t]) for t in context]
 
+    def lift(self, vocab: Vocabulary) -> Potential:
+        """Lift both operands, then take the union."""
+        return Or(self.left.lift(vocab), self.right.lift(vocab))
+
     def _prefix(self, context: list[int]) -> float:
         return max(self.left.prefix(context), self.right.prefix(self._r(context)))
 
@@ -225,6 +233,10 @@ class Not(Potential):
         _require_hard(inner, "~", "inner")
         self.inner = inner
         self.vocab = inner.vocab
+
+    def lift(self, vocab: Vocabulary) -> Potential:
+        """Lift the operand, then complement."""
+        return Not(self.inner.lift(vocab))
 
     def _prefix(self, context: list[int]) -> float:
         return 0.0
@@ -256,6 +268,10 @@ class Power(Potential):
         self.inner, self.power = inner, float(power)
         self.vocab = inner.vocab
         self.hard = inner.hard
+
+    def lift(self, vocab: Vocabulary) -> Potential:
+        """Lift the operand, then raise to the power."""
+        return Power(self.inner.lift(vocab), self.power)
 
     def _prefix(self, context: list[int]) -> float:
         return self.power * self.inner.prefix(context)

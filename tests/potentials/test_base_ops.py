@@ -149,3 +149,17 @@ def test_inputs_not_mutated():
 
 def test_top_level_exports():
     assert callable(pt.sample) and pt.Potential and pt.Vocabulary
+
+
+def test_composites_lift_factor_by_factor():
+    from potentia.potentials.ops import Lifted
+
+    b = Vocabulary.bytes256()
+    x = FiniteLanguage(b, [tuple(b"ab"), tuple(b"ba")])
+    y = FiniteLanguage(b, [tuple(b"ab")])
+    tokens = Vocabulary([b"a", b"b", b"ab"])
+    for comp in [x & y, x | y, ~y, x * y]:
+        lifted = comp.lift(tokens)
+        assert not isinstance(lifted, Lifted)  # each operand lifted, not the composite
+        for ctx in [[2], [0, 1], [1, 0], [0]]:
+            assert lifted.complete(ctx) == comp.complete(list(tokens.decode_bytes(ctx)))
