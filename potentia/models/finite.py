@@ -16,7 +16,7 @@ tokenization: the target is over sequences of non-empty tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -174,6 +174,7 @@ def exact_finite_target(
     language: Potential | Iterable[str | bytes],
     max_bytes: int | None = None,
     batch_size: int = 64,
+    on_row: Callable[[tuple[int, ...], np.ndarray], None] | None = None,
 ) -> FiniteTarget:
     """The exact constrained target of an LM over a finite language.
 
@@ -183,6 +184,9 @@ def exact_finite_target(
             :func:`language_strings`).
         max_bytes: Length bound for an infinite language (see :func:`language_strings`).
         batch_size: Prefixes evaluated per LM call.
+        on_row: Optional ``on_row(prefix, lm_row)`` called with every LM next-token vector
+            computed, parents before children (e.g. to fill a :class:`~potentia.samplers.trie.Trie`
+            without recomputing).
 
     Raises:
         ValueError: for an infinite language without ``max_bytes``, or if no string of the
@@ -219,6 +223,8 @@ def exact_finite_target(
             calls += len(chunk)
             for k, r in enumerate(chunk):
                 p = level[r]
+                if on_row is not None:
+                    on_row(p, lw[k])
                 base = log_prefix[p]
                 if p in complete:
                     weights[p] = base + float(lw[k, V])

@@ -130,7 +130,11 @@ class TrieMethod:
         return self._attempt(draw)[0]
 
     def sample(
-        self, n: int, rng: np.random.Generator | int | None = None, draw: Draw | None = None
+        self,
+        n: int,
+        rng: np.random.Generator | int | None = None,
+        draw: Draw | None = None,
+        max_attempts: int | None = None,
     ) -> Result:
         """Draw ``n`` strings, continuing (and tightening) the trie.
 
@@ -138,6 +142,8 @@ class TrieMethod:
             n: Number of strings to return.
             rng: Generator or seed for every random choice.
             draw: Optional ``draw(probs) -> index`` replacing ``rng`` (exact enumeration).
+            max_attempts: Stop after this many walks even if fewer than ``n`` strings were
+                drawn (the message says so); ``None``: no limit.
 
         Returns:
             A :class:`~potentia.smc.result.Result` with equal weights. ``extra`` holds
@@ -159,6 +165,9 @@ class TrieMethod:
         self._attempts = self._tokens = 0
         self._z_sum = 0.0
         while len(contexts) < n:
+            if max_attempts is not None and self._attempts >= max_attempts:
+                failures["stopped at max_attempts"] = 0
+                break
             self._attempts += 1
             x, why = self._attempt(draw)
             if x is None:
@@ -291,9 +300,13 @@ class CARS(TrieMethod):
             node = trie.child(node, tok)
 
     def sample(  # noqa: D102
-        self, n: int, rng: np.random.Generator | int | None = None, draw: Draw | None = None
+        self,
+        n: int,
+        rng: np.random.Generator | int | None = None,
+        draw: Draw | None = None,
+        max_attempts: int | None = None,
     ) -> Result:
-        out = super().sample(n, rng, draw)
+        out = super().sample(n, rng, draw, max_attempts)
         out.extra["accept_rate"] = len(out.contexts) / max(out.extra["attempts"], 1)
         return out
 
