@@ -1,7 +1,7 @@
 """ASAp, CARS and the θ twist on toy LMs with exactly known targets.
 
-False-alarm budget of this file: three χ² tests at α = 1e-3 each and one mean test at
-4σ (≈ 6e-5), so a correct implementation fails with probability < 3.1e-3 (per seed;
+False-alarm budget of this file: four χ² tests at α = 1e-3 each and one mean test at
+4σ (≈ 6e-5), so a correct implementation fails with probability < 4.1e-3 (per seed;
 seeds are fixed, so the outcome is deterministic). Every other check is exact.
 """
 
@@ -293,3 +293,28 @@ def test_bad_input():
     dfa = DFA(vocab, np.array([[1, -1], [2, -1], [2, -1]]), [2])
     with pytest.raises(ValueError, match="max_tokens"):
         ASAp(lm, dfa, max_tokens=1).sample(1, 0)
+
+
+# ----- a real LM ---------------------------------------------------------------------------
+
+
+@pytest.mark.real_model
+def test_real_lm_theta_reaches_the_exact_target_and_cars_is_exact(smollm):
+    """SmolLM2, GAD's binary_len_3 grammar (5 strings): θ(root) = Z; CARS passes χ² (α=1e-3)."""
+    from pathlib import Path
+
+    from potentia.models.finite import exact_finite_target
+    from potentia.potentials.cfg import cfg
+
+    path = Path("/work/shared/data/grammars/gad-examples/binary_len_3.ebnf")
+    if not path.exists():
+        pytest.skip("the shared GAD grammars are not present")
+    g = cfg(path.read_text())
+    pot = smollm.potential("Generate a binary string of length 3")
+    exact = exact_finite_target(pot, g)
+    cars = CARS(pot, g, max_tokens=4)
+    out = cars.sample(1000, np.random.default_rng(0))
+    assert out.target_evals <= exact.lm_calls
+    assert_gof([tuple(c) for c in out.contexts], exact.posterior, false_alarm=1e-3)
+    cars.trie.expand_all()
+    assert np.isclose(cars.trie.root_logtheta, exact.log_z, rtol=1e-4)
