@@ -215,6 +215,15 @@ class PotentialState:
         tokens = np.asarray(tokens, dtype=np.int64)
         return self.logw_next()[rows, tokens]
 
+    def allowed(self) -> np.ndarray:
+        """Boolean ``(len(self), V + 1)`` matrix: next-token weight is positive (EOS last).
+
+        For hard constraints this is the whole answer, and engine-backed constraints fill
+        it from a native bitmask without building a dense float row (the fast mask path
+        that products and samplers use). Default: ``logw_next() > -inf``.
+        """
+        return self.logw_next() > -np.inf
+
     def advance(self, tokens: np.ndarray) -> PotentialState:
         """Extend context ``r`` by ``tokens[r]`` (non-EOS) for every row."""
         raise NotImplementedError

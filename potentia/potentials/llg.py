@@ -277,6 +277,21 @@ class LLGState(PotentialState):
             self._next = self.potential._vectors(self.matchers, self._eos_weights())
         return self._next
 
+    def allowed(self) -> np.ndarray:
+        """Boolean mask ``(n, V + 1)`` straight from llguidance's bitmask (no float row)."""
+        if self._next is not None:
+            return self._next > -np.inf
+        p = self.potential
+        V = len(p.vocab)
+        out = np.zeros((len(self.matchers), V + 1), dtype=bool)
+        live = [i for i, m in enumerate(self.matchers) if m is not None]
+        if live:
+            out[live, :V] = p._mask_bits([self.matchers[i] for i in live])
+            if p._empty.size:
+                out[np.ix_(live, p._empty)] = True
+        out[:, V] = self._eos_weights() > -np.inf
+        return out
+
     def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:  # noqa: D102
         rows = np.asarray(rows, dtype=np.int64)
         tokens = np.asarray(tokens, dtype=np.int64)

@@ -142,10 +142,25 @@ class ProductState(PotentialState):
         return len(self.parts[0])
 
     def logw_next(self) -> np.ndarray:  # noqa: D102
-        out = None
+        # Hard factors contribute only a mask (no dense row); soft factors add their rows.
+        out, masks = None, []
         for i, s in enumerate(self.parts):
+            if s.potential.hard:
+                masks.append(self.potential._vec(i, s.allowed()))
+                continue
             v = self.potential._vec(i, s.logw_next())
             out = v.copy() if out is None else out + v
+        if out is None:
+            out = np.zeros((len(self), len(self.potential.vocab) + 1))
+        for m in masks:
+            out[~m] = -np.inf
+        return out
+
+    def allowed(self) -> np.ndarray:  # noqa: D102
+        out = None
+        for i, s in enumerate(self.parts):
+            m = self.potential._vec(i, s.allowed())
+            out = m.copy() if out is None else out & m
         return out
 
     def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:  # noqa: D102
@@ -302,6 +317,9 @@ class _PowerState(PotentialState):
 
     def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         return self.potential.power * self.inner.logw_tokens(rows, tokens)
+
+    def allowed(self) -> np.ndarray:
+        return self.inner.allowed()
 
     def advance(self, tokens: np.ndarray) -> _PowerState:
         return _PowerState(self.potential, self.inner.advance(tokens))

@@ -2,7 +2,8 @@
 
 1. consistency: ``logw_next(x)[a] = prefix(xa) - prefix(x)``, ``[EOS] = complete(x) - prefix(x)``;
 2. factorisation: ``complete(x) - prefix(ε) = Σ_t logw_next(x<t)[x_t] + logw_next(x)[EOS]``;
-3. batch consistency: batch answers and batch states equal one-at-a-time answers;
+3. batch consistency: batch answers and batch states (``allowed`` masks included) equal
+   one-at-a-time answers;
 4. hard constraints: weights in {0, 1} and no prefix of a valid string has weight zero.
 """
 
@@ -152,6 +153,8 @@ def _check_states(potential, contexts, vecs, atol, rng) -> None:
         state = potential.state_from(ctxs)
         got = state.logw_next()
         assert_logw_close(got, np.stack([vecs[i] for i in idx]), atol, f"{name} state.logw_next")
+        if not np.array_equal(state.allowed(), got > -np.inf):
+            raise AssertionError(f"{name} state.allowed() disagrees with logw_next() > -inf")
         # single-token queries equal the matrix
         rows = np.arange(len(ctxs))
         toks = rng.integers(0, V + 1, size=len(ctxs))
