@@ -38,7 +38,7 @@ class LM:
         tokenizer: Its (fast) tokenizer.
         eos: The end-of-sequence set: ``None`` for the tokenizer's EOS plus the model's
             end-of-text/end-of-turn tokens; otherwise a token id, a string, or a sequence
-            of them. A string names a special token (``"<end_of_turn>"``) or a byte string
+            of them. A string names a special token (``"<end_of_turn>"``) or is a byte string
             (``"\n"``: every token whose bytes are exactly ``b"\n"`` ends the sequence).
         exclude_special: Leave special/control tokens out of the vocabulary.
         name: A label for messages (default: the model's name).
@@ -70,6 +70,7 @@ class LM:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        self._exclude_special = bool(exclude_special)
         self.table: ByteTable = byte_table(tokenizer, exclude_special=exclude_special)
         n_out = _output_size(model)
         self.eos_ids = self._resolve_eos(eos, n_out)
@@ -245,6 +246,19 @@ class LM:
             )
         return out
 
+    def with_eos(self, eos: int | str | Sequence[int | str]) -> LM:
+        r"""The same model and tokenizer with another EOS set (see :class:`LM`).
+
+        Example: ``lm.with_eos([*lm.eos_ids, "\n"])`` also ends outputs at a newline.
+        """
+        return LM(
+            self.model,
+            self.tokenizer,
+            eos=eos,
+            exclude_special=self._exclude_special,
+            name=self.name,
+        )
+
     def decode(self, positions: Sequence[int]) -> str:
         """Text of vocabulary positions (same as ``vocab.decode``)."""
         return self.vocab.decode(positions)
@@ -256,7 +270,7 @@ class LM:
     def _resolve_eos(self, eos: Any, n_out: int) -> list[int]:
         tok = self.tokenizer
         table = self.table.tokens
-        added = {t.content: int(i) for i, t in tok.added_tokens_decoder.items()}
+        added = {t.content: int(i) for i, t in tok.added_tokens_decoder.items() if t.special}
         if eos is None:
             found: set[int] = set()
             gen = getattr(self.model, "generation_config", None)

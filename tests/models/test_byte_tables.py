@@ -120,6 +120,23 @@ def test_gemma_table_details(gemma):
 
 
 @pytest.mark.real_model
+def test_gemma_newline_eos_takes_every_newline_token(gemma):
+    from potentia.lm import LM
+
+    lm = LM(gemma.model, gemma.tokenizer, eos=["<eos>", "<end_of_turn>", "\n"])
+    tok = gemma.tokenizer
+    want = {*gemma.eos_ids, tok.convert_tokens_to_ids("\n"), tok.convert_tokens_to_ids("<0x0A>")}
+    assert set(lm.eos_ids) == want
+    assert b"\n" not in lm.vocab.tokens and b"\n\n" in lm.vocab.tokens
+    v = lm.potential("Hello").logw_next([])
+    w = gemma.potential("Hello").logw_next([])
+    nl = [i for i, t in enumerate(gemma.vocab.tokens) if t == b"\n"]
+    both = np.logaddexp.reduce(np.append(w[nl], w[-1]))
+    # EOS mass = the default EOS set's + both newline tokens
+    assert v[-1] == pytest.approx(both, abs=1e-9)
+
+
+@pytest.mark.real_model
 def test_smollm_table_details(smollm):
     v, tok = smollm.vocab, smollm.tokenizer
     assert smollm.table.kind == "byte_level"
