@@ -179,7 +179,7 @@ class LMPotential(Potential):
         cum = np.concatenate([[0.0], np.cumsum(steps.cpu().numpy())])
         for t in range(len(context) + 1):
             self._prefix_memo[key[:t]] = float(cum[t])
-        if len(self._prefix_memo) > 100_000:
+        if len(self._prefix_memo) > 20_000:
             self._prefix_memo.clear()
             for t in range(len(context) + 1):
                 self._prefix_memo[key[:t]] = float(cum[t])

@@ -100,3 +100,20 @@ def test_fresh_cache_conversion_matches_and_from_pretrained_reads_it(smollm, mon
     v = again.potential("The capital of France is").logw_next([])
     w = smollm.potential("The capital of France is").logw_next([])
     np.testing.assert_allclose(v, w, atol=1e-9)
+
+
+@pytest.mark.real_model
+def test_demo_runs(gemma, capsys):
+    """examples/demo.py (what `make demo` runs) with tiny settings."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
+    spec = importlib.util.spec_from_file_location("demo", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    out = demo.main(particles=8, max_tokens=5, seed=0)
+    text = capsys.readouterr().out
+    assert "weighted posterior" in text and "log Ẑ" in text
+    assert np.isfinite(out.log_z) and out.log_z < 0
+    assert all(t.endswith(".") and t.startswith(" ") for t in out.posterior)
