@@ -140,6 +140,17 @@ def tiny_tokenizer():
     return tiny_bytelevel_tokenizer()
 
 
+@pytest.fixture(scope="session")
+def tiny_sp_tokenizer():
+    return tiny_sentencepiece_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model():
+    """The :func:`tiny_model` builder (a fixture, so tests need not import conftest)."""
+    return tiny_model
+
+
 @pytest.fixture(scope="session", params=["llama", "gemma3"])
 def tiny_lm(request, tiny_tokenizer):
     """``potentia.LM`` on a random tiny model (both cache layouts) and a byte-level BPE."""

@@ -151,9 +151,9 @@ class LMPotential(Potential):
         """Log-probs over vocabulary positions plus EOS from full-output-layer scores.
 
         ``scores`` are logits (or log-probs) of shape ``(n, N)`` or ``(N,)``; the result has
-        shape ``(n, V + 1)`` or ``(V + 1,)``. The normaliser is accumulated in float64 (float32 sums over ~10^5 logits are off by
-        ~3e-5), but the big arrays stay in the input's dtype: the exponentials are the only
-        pass over all logits.
+        shape ``(n, V + 1)`` or ``(V + 1,)``. The normaliser is accumulated in float64
+        (float32 sums over ~10^5 logits are off by ~3e-5), but the big arrays stay in the
+        input's dtype: the exponentials are the only pass over all logits.
         """
         lm = self.lm
         x = scores if scores.dim() == 2 else scores[None]
@@ -208,7 +208,7 @@ class LMPotential(Potential):
 
     # ----- the batch state ------------------------------------------------------------
     def init_state(self, n: int) -> LMState:
-        """``n`` empty contexts sharing the prefilled prompt (no forward until needed)."""
+        """``n`` empty contexts sharing the prompt's cache (prefilled once per potential)."""
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             raise ValueError(f"`n` is {n!r}; pass an int >= 0.")
         cache, _ = self._prefill()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import tiny_bytelevel_tokenizer, tiny_sentencepiece_tokenizer
 
 from potentia.models.tokenizer import byte_table, bytes_to_unicode
 
@@ -160,9 +159,9 @@ def test_bytes_to_unicode_is_a_bijection_onto_printables():
     assert m[ord("A")] == "A" and m[ord(" ")] == "Ġ" and m[ord("\n")] == "Ċ"
 
 
-@pytest.mark.parametrize("make", [tiny_bytelevel_tokenizer, tiny_sentencepiece_tokenizer])
-def test_tiny_tokenizers_round_trip(make):
-    tok = make()
+@pytest.mark.parametrize("which", ["tiny_tokenizer", "tiny_sp_tokenizer"])
+def test_tiny_tokenizers_round_trip(which, request):
+    tok = request.getfixturevalue(which)
     table = byte_table(tok)
     for text in random_texts(300, seed=3):
         ids = tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
@@ -170,8 +169,8 @@ def test_tiny_tokenizers_round_trip(make):
         assert got == text.encode("utf-8"), (text, ids)
 
 
-def test_sentencepiece_pieces_and_special_exclusion():
-    tok = tiny_sentencepiece_tokenizer()
+def test_sentencepiece_pieces_and_special_exclusion(tiny_sp_tokenizer):
+    tok = tiny_sp_tokenizer
     table = byte_table(tok)
     assert table.kind == "sentencepiece"
     get = tok.convert_tokens_to_ids

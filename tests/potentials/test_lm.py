@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_model
 
 import potentia
 from potentia.lm import LM
@@ -135,8 +134,8 @@ def test_eos_mass_and_vocabulary_exclusions(tiny_lm):
     assert pot.complete([3]) == pytest.approx(pot.prefix([3]) + v[-1], abs=1e-9)
 
 
-def test_eos_strings_and_ids(tiny_tokenizer):
-    model = tiny_model("llama", len(tiny_tokenizer))
+def test_eos_strings_and_ids(tiny_tokenizer, make_tiny_model):
+    model = make_tiny_model("llama", len(tiny_tokenizer))
     lm = LM(model, tiny_tokenizer, eos="\n")
     nl = [i for i, t in enumerate(lm.table.tokens) if t == b"\n"]
     assert lm.eos_ids == nl and nl
@@ -172,8 +171,8 @@ def test_smc_runs_on_the_lm_potential(tiny_lm):
 
 
 # ----- bad input: clear errors before any forward pass -------------------------------
-def test_bad_input_errors_before_any_forward(tiny_tokenizer, tmp_path):
-    model = tiny_model("llama", len(tiny_tokenizer))
+def test_bad_input_errors_before_any_forward(tiny_tokenizer, make_tiny_model, tmp_path):
+    model = make_tiny_model("llama", len(tiny_tokenizer))
     lm = LM(model, tiny_tokenizer)
     counter = ForwardCounter(model)
     try:
@@ -208,8 +207,8 @@ def test_bad_input_errors_before_any_forward(tiny_tokenizer, tmp_path):
         counter.close()
 
 
-def test_generation_past_the_context_raises(tiny_tokenizer):
-    lm = LM(tiny_model("llama", len(tiny_tokenizer)), tiny_tokenizer)
+def test_generation_past_the_context_raises(tiny_tokenizer, make_tiny_model):
+    lm = LM(make_tiny_model("llama", len(tiny_tokenizer)), tiny_tokenizer)
     pot = lm.potential("the")
     state = pot.init_state(1)
     with pytest.raises(ValueError, match="exceeds the model's context of 64"):
@@ -217,7 +216,7 @@ def test_generation_past_the_context_raises(tiny_tokenizer):
             state = state.advance(np.array([3]))
 
 
-def test_unmappable_tokenizer_is_refused():
+def test_unmappable_tokenizer_is_refused(make_tiny_model):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -226,7 +225,7 @@ def test_unmappable_tokenizer_is_refused():
     tk.decoder = decoders.WordPiece()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]")
     with pytest.raises(ValueError, match="cannot be mapped to bytes"):
-        LM(tiny_model("llama", 3), tok, eos=1)
+        LM(make_tiny_model("llama", 3), tok, eos=1)
 
 
 def test_state_is_an_lmstate_and_empty_batches_work(tiny_lm):
