@@ -12,25 +12,35 @@ engine, the resampling schemes and the result type).
 """
 
 from potentia.api import register_sampler, sample
-from potentia.lm import LM  # noqa: F401
+from potentia.lm import LM
 from potentia.potentials import Potential, PotentialState, Vocabulary
-from potentia.potentials.cfg import cfg  # noqa: F401
-from potentia.potentials.json_schema import json_schema as json  # noqa: F401
-from potentia.potentials.lexical import contains, excludes, length, span_of  # noqa: F401
-from potentia.potentials.predicate import predicate  # noqa: F401
-from potentia.potentials.regex import regex  # noqa: F401
+from potentia.potentials.cfg import cfg
+from potentia.potentials.json_schema import json_schema as json
+from potentia.potentials.lexical import contains, excludes, length, span_of
+from potentia.potentials.predicate import predicate
+from potentia.potentials.regex import regex
 from potentia.samplers import DirectSampler, TokenSampler
-from potentia.samplers.awrs import AWRS  # noqa: F401  (registers sampler "awrs"; after api)
+from potentia.samplers.awrs import AWRS  # registers sampler "awrs" (after api)
 from potentia.smc.result import Result
 
 __all__ = [
     "sample",
     "register_sampler",
+    "LM",
+    "regex",
+    "cfg",
+    "json",
+    "predicate",
+    "contains",
+    "excludes",
+    "length",
+    "span_of",
     "Potential",
     "PotentialState",
     "Vocabulary",
     "TokenSampler",
     "DirectSampler",
+    "AWRS",
     "Result",
 ]
 __version__ = "0.1.0"

@@ -269,18 +269,26 @@ class LMState(PotentialState):
         elif self._pending.shape[1] == 0:  # nothing generated yet: the prompt's vector
             self._memo = np.repeat(pot.to_vocab(pot._prefill()[1])[None], n, axis=0)
         else:
+            # Rows with equal contexts (copies made by resampling) share one forward row:
+            # the cache keeps one row per distinct context and ``_rows`` maps back to it.
             lm = pot.lm
-            rows = self._rows
-            same = self._cache.layers[0].keys.shape[0] == n  # identity only if no row dropped
-            if rows is not None and same and np.array_equal(rows, np.arange(n)):
-                rows = None
-            idx = None if rows is None else torch.as_tensor(rows, device=lm.device)
+            first: dict[tuple[int, ...], int] = {}
+            inverse = np.array([first.setdefault(tuple(c), len(first)) for c in self._contexts])
+            reps = np.unique(inverse, return_index=True)[1]
+            base = np.arange(n) if self._rows is None else self._rows
+            src = base[reps]
+            n_cache = self._cache.layers[0].keys.shape[0]
+            identity = len(src) == n_cache and np.array_equal(src, np.arange(n_cache))
+            idx = None if identity else torch.as_tensor(src, device=lm.device)
             cache = fork_cache(self._cache, idx)
-            ids = torch.as_tensor(self._pending, device=lm.device)
+            ids = torch.as_tensor(self._pending[reps], device=lm.device)
             logits, self._cache = forward(lm, ids, cache, 1)
-            self._rows = None
             self._pending = self._pending[:, :0]
-            self._memo = pot.to_vocab(logits[:, -1])
+            lp = pot.to_vocab(logits[:, -1])
+            if len(reps) == n:  # all distinct: rows are in first-occurrence order = 0..n-1
+                self._rows, self._memo = None, lp
+            else:
+                self._rows, self._memo = inverse, lp[inverse]
         return self._memo
 
     def advance(self, tokens: np.ndarray) -> LMState:

@@ -81,6 +81,30 @@ def test_one_forward_per_step_for_all_rows(tiny_lm):
         counter.close()
 
 
+def test_copies_of_a_context_share_one_forward_row(tiny_lm):
+    """Resampled copies are computed once; every copy still gets its own correct vector."""
+    pot = tiny_lm.potential("the")
+    state = pot.state_from([[3], [4], [5]]).select(np.array([1, 1, 1, 0, 2, 2]))
+    state = state.advance(np.array([7, 7, 8, 7, 7, 7]))  # contexts: 4 7, 4 7, 4 8, 3 7, 5 7 x2
+    batch = []
+
+    def hook(module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        batch.append(ids.shape[0])
+
+    h = tiny_lm.model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        got = state.logw_next()
+    finally:
+        h.remove()
+    assert batch == [4]  # 4 distinct contexts of 6 rows
+    for ctx, v in zip(state.contexts, got):
+        assert_logw_close(v, reference(tiny_lm, pot.prompt_ids, ctx), ATOL, str(ctx))
+    nxt = state.select(np.array([5, 0, 2])).advance(np.array([1, 2, 3]))
+    for ctx, v in zip(nxt.contexts, nxt.logw_next()):
+        assert_logw_close(v, reference(tiny_lm, pot.prompt_ids, ctx), ATOL, str(ctx))
+
+
 def test_branches_from_one_parent_do_not_interfere(tiny_lm):
     pot = tiny_lm.potential("a dog")
     parent = pot.state_from([[3, 4], [5, 6]])
