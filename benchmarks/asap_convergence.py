@@ -32,6 +32,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -160,7 +161,7 @@ def part_a(lm: LM, counter: RowCounter, grammar: str, awrs_samples: int, quick: 
     rng = np.random.default_rng(0)
     for name, cls in (("lcd", LCD), ("asap", ASAp), ("cars", CARS)):
         m = cls(cached, c, max_tokens=max_tokens)
-        draws, kls, calls, accept, attempts = [], [], [], [], 0
+        draws, kls, calls, accept, window, attempts = [], [], [], [], [], 0
         for n in checkpoints:
             r = m.sample(n - len(draws), rng)
             attempts += r.extra["attempts"]
@@ -169,10 +170,12 @@ def part_a(lm: LM, counter: RowCounter, grammar: str, awrs_samples: int, quick: 
             calls.append(m.trie.lm_calls)
             if name == "cars":
                 accept.append(len(draws) / max(m.trie.lm_calls, 1))
+                window.append(len(r.contexts) / max(r.extra["attempts"], 1))
         out["kl"][name], out["calls"][name] = kls, calls
         if name == "cars":
             out["extra"]["cars_accept_per_call"] = accept
             out["extra"]["cars_attempts"] = attempts
+            out["extra"]["cars_window_accept"] = window
     # SMC with the learned θ twist: 10 particles a run, the trie learns between runs
     tw = Trie(cached, c, max_tokens=max_tokens)
     runs, kls, calls = [], [], []
@@ -228,7 +231,7 @@ def part_b(lm: LM, names: list[tuple[str, str]], n_samples: int, max_tokens: int
         prompt = (GRAMMARS / folder / f"{name}.txt").read_text()
         pot = lm.potential(prompt)
         t0 = time.perf_counter()
-        ref = Trie(pot, c, max_tokens=max_tokens, max_states=8)
+        ref = Trie(pot, c, max_tokens=max_tokens, max_states=4)
         cached = TrieBackedLM(ref)
         rng = np.random.default_rng(0)
         samples, calls, fails = {}, {}, {}
@@ -248,8 +251,10 @@ def part_b(lm: LM, names: list[tuple[str, str]], n_samples: int, max_tokens: int
         row["wall"] = time.perf_counter() - t0
         row["example"] = lm.vocab.decode(max(target, key=target.get))
         rows.append(row)
+        del ref, cached
+        gc.collect()
         print(
-            f"  {folder}/{name}: union {len(union)}, ref LM calls {ref.lm_calls}, "
+            f"  {folder}/{name}: union {len(union)}, ref LM calls {row['ref_calls']}, "
             f"{row['wall']:.0f}s; "
             + ", ".join(
                 f"{k} KL {v[0]:.3f} ({v[1]} samples, {v[2]} calls)"
@@ -296,6 +301,12 @@ def render(results: dict, part_b_rows: list[dict], cmd: str) -> str:
             "",
             "CARS accepted samples per LM call (cumulative): "
             + ", ".join(f"n={n}: {a:.2f}" for n, a in zip(cps, acc)),
+            "",
+            "CARS acceptance per attempt, in each window of samples: "
+            + ", ".join(
+                f"{lo}–{n}: {a:.3f}"
+                for lo, n, a in zip([0] + cps[:-1], cps, r["extra"]["cars_window_accept"])
+            ),
             "",
         ]
     if part_b_rows:
@@ -381,6 +392,7 @@ def main() -> None:
             smol = lm
         for g in grammars:
             r = part_a(lm, counter, g, args.awrs_samples, args.quick)
+            gc.collect()  # the tries are cyclic (parent <-> children): free them now
             results[(mname, g)] = r
             last = {m: f"{v[-1]:.4f}" for m, v in r["kl"].items()}
             print(
