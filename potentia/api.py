@@ -18,7 +18,7 @@ from potentia.smc.engine import smc, validate_run_args
 from potentia.smc.resampling import get_scheme
 from potentia.smc.result import Result
 
-__all__ = ["sample", "register_sampler", "SAMPLERS"]
+__all__ = ["sample", "register_sampler", "register_method", "SAMPLERS", "METHODS"]
 
 #: Token samplers by name: ``factory(lm_potential, constraint_or_None) -> TokenSampler``.
 SAMPLERS: dict[str, Callable[[Potential, Potential | None], TokenSampler]] = {}
@@ -36,6 +36,30 @@ def _direct(lm: Potential, constraint: Potential | None) -> TokenSampler:
 
 
 register_sampler("direct", _direct)
+
+#: Whole-string engines other than SMC, by name:
+#: ``run(model, prompt, constraint, n=..., max_tokens=..., seed=...) -> Result``.
+METHODS: dict[str, Callable[..., Result]] = {}
+
+
+def register_method(name: str, run: Callable[..., Result]) -> None:
+    """Make an engine available as ``sample(..., method=name)``."""
+    METHODS[name] = run
+
+
+def _trie_method(cls_name: str) -> Callable[..., Result]:
+    def run(model: Any, prompt: Any, constraint: Potential, *, n: int, max_tokens: int, seed):
+        from potentia.samplers import asap  # late: asap imports the samplers package
+
+        cls = getattr(asap, cls_name)
+        return cls.from_model(model, prompt, constraint, max_tokens=max_tokens).sample(n, seed)
+
+    run.__doc__ = f"``{cls_name}`` on a fresh θ trie: ``n`` equally weighted strings."
+    return run
+
+
+for _name, _cls in (("asap", "ASAp"), ("cars", "CARS"), ("lcd", "LCD")):
+    register_method(_name, _trie_method(_cls))
 
 
 def _lm_potential(model: Any, prompt: Any) -> Potential:
@@ -88,7 +112,11 @@ def sample(
         prompt: The prompt (text, or token indices for toy models).
         constraint: A potential over the model's vocabulary, or a byte-level potential
             (lifted automatically); ``None`` samples the LM itself.
-        method: ``"smc"`` (sequential Monte Carlo). Other engines register themselves.
+        method: ``"smc"`` (sequential Monte Carlo), or a whole-string engine on a fresh θ
+            trie: ``"asap"`` (grammar-aligned sampling), ``"cars"`` (exact rejection),
+            ``"lcd"`` (locally constrained decoding, biased: a baseline). Those return
+            ``particles`` equally weighted strings and need a hard ``constraint``; to keep
+            a trie learning across calls use :mod:`potentia.samplers.asap` directly.
         sampler: The token sampler: ``"direct"``, or ``"auto"`` (the best available:
             AWRS for hard constraints when installed, else direct), or any registered name.
         particles: Number of particles.
@@ -106,12 +134,23 @@ def sample(
     """
     validate_run_args(particles, max_tokens, ess_threshold, on_max_tokens)
     get_scheme(resampling)
-    if method != "smc":
-        raise ValueError(f"`method` is {method!r}; available: 'smc'.")
+    if method != "smc" and method not in METHODS:
+        raise ValueError(f"`method` is {method!r}; available: {['smc', *sorted(METHODS)]}.")
+    if method != "smc" and (constraint is None or not getattr(constraint, "hard", False)):
+        raise ValueError(
+            f"`method={method!r}` needs a hard `constraint` (weights in {{0, 1}}), got "
+            f"{constraint!r}; use method='smc' for soft potentials or no constraint."
+        )
     if sampler != "auto" and sampler not in SAMPLERS:
         raise ValueError(f"`sampler` is {sampler!r}; choose 'auto' or one of {sorted(SAMPLERS)}.")
     if seed is not None and not isinstance(seed, int | np.integer | np.random.Generator):
         raise TypeError(f"`seed` is {seed!r}; pass an int or a numpy.random.Generator.")
+    if method != "smc":
+        if not hasattr(model, "potential"):
+            raise TypeError(f"`model` is {type(model).__name__}; method={method!r} needs a model.")
+        return METHODS[method](
+            model, prompt, constraint, n=particles, max_tokens=max_tokens, seed=seed
+        )
     lm = _lm_potential(model, prompt)
     c = _coerce_constraint(constraint, lm.vocab)
     if sampler == "auto":

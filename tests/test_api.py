@@ -69,3 +69,16 @@ def test_bad_model_and_constraint():
         pt.sample(_model(), "", "a regex string", progress=False)
     with pytest.raises(ValueError, match="prompt"):
         pt.sample(_model().lm, "a prompt")
+
+
+def test_trie_methods_through_the_front_door():
+    m = _model()
+    c = FiniteLanguage(m.vocab, [(0, 1), (1,), (2, 2)])
+    exact = enumerate_target(m.potential("a") * c, 3)
+    for method in ("asap", "cars", "lcd"):
+        out = pt.sample(m, "a", c, method=method, particles=50, max_tokens=3, seed=0)
+        assert len(out.texts) == 50 and set(out.posterior) <= set(exact.text_posterior(m.vocab))
+    with pytest.raises(ValueError, match="hard"):
+        pt.sample(m, "a", None, method="cars")
+    with pytest.raises(ValueError, match="method"):
+        pt.sample(m, "a", c, method="beam")
