@@ -33,7 +33,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
@@ -41,6 +40,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _report import write_section  # noqa: E402
 
 from potentia.lm import LM  # noqa: E402
 from potentia.models.finite import exact_finite_target  # noqa: E402
@@ -330,18 +330,6 @@ def render(results: dict, part_b_rows: list[dict], cmd: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, name: str = "asap") -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text}\n{end}"
-    if begin in doc and end in doc:
-        doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(doc)
-
-
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -409,7 +397,7 @@ def main() -> None:
     text = render(results, rows, cmd.strip())
     print(text)
     if not args.no_write:
-        write_section(text + f"\nTotal wall time {time.perf_counter() - t0:.0f}s.\n")
+        write_section("asap", text + f"\nTotal wall time {time.perf_counter() - t0:.0f}s.\n")
         plot(results, ROOT / "docs" / "asap_kl.png")
     g0 = results[("Gemma 3 270M", "binary_len_5_0")]
     i = len(g0["checkpoints"]) - 1

@@ -39,11 +39,11 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import jsonschema  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _report import write_section  # noqa: E402
 
 import potentia as pt  # noqa: E402
 from potentia.lm import LM  # noqa: E402
@@ -275,18 +275,6 @@ def table(rows: list[dict], ratios: dict) -> str:
     )
 
 
-def write_section(text: str, name: str = "awrs_vs_genlm") -> None:
-    path = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3, help="SMC runs per task and system")
@@ -326,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("awrs_vs_genlm", text)
     g = {k: v for k, v in per.items()}
 
     def val(t, s, k, default=float("nan")):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import llguidance  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _report import write_section  # noqa: E402
 
 from potentia.models.embedded import _fast_tokenizer, cache_dir  # noqa: E402
 from potentia.models.tokenizer import byte_table  # noqa: E402
@@ -171,13 +171,7 @@ def conformance():
 
 
 def write_doc(table: str, cmd: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"<!-- BEGIN constraints -->\n{table}\nCommand: `{cmd}`\n<!-- END constraints -->"
-    pat = re.compile(r"<!-- BEGIN constraints -->.*?<!-- END constraints -->", re.S)
-    text = pat.sub(block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(text)
+    write_section("constraints", f"{table}\nCommand: `{cmd}`")
 
 
 def main() -> None:

@@ -21,13 +21,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import argparse  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _report import write_section  # noqa: E402
 
 import potentia as pt  # noqa: E402
 from potentia.potentials.automaton import vocab_tables  # noqa: E402
@@ -155,16 +154,7 @@ def main() -> None:
         ]
     )
     if not args.no_write:
-        path = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-        text = path.read_text() if path.exists() else "# Benchmarks\n"
-        block = f"<!-- BEGIN lexical -->\n{table}\n<!-- END lexical -->"
-        if "<!-- BEGIN lexical -->" in text:
-            text = re.sub(
-                r"<!-- BEGIN lexical -->.*?<!-- END lexical -->", lambda m: block, text, flags=re.S
-            )
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-        path.write_text(text)
+        write_section("lexical", table)
     g = summary["Gemma 3 (262k)"]
     auto = g[:-1]
     print(

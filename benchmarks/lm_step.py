@@ -38,6 +38,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _report import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "The capital of France is"
@@ -175,19 +176,6 @@ def time_genlm(lm, pot, rows: np.ndarray) -> tuple[list[float], float, float]:
     return times, setup, diff
 
 
-def write_section(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    begin, end = "<!-- BEGIN lm_step -->", "<!-- END lm_step -->"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text.rstrip()}\n{end}"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=24, help="decode steps per configuration")
@@ -289,7 +277,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.quick:
-        write_section(table)
+        write_section("lm_step", table)
     print(
         f"BENCH lm_step step16_over_step1={step16 / step1:.3f} overhead_vs_raw={overhead:.3f} "
         f"rss16x256_gb={rss['peak_gb']:.3f} cached_load_s={c['load']:.2f} "
