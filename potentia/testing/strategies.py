@@ -50,7 +50,9 @@ def toy_lms(draw, vocab: Vocabulary | None = None, max_order: int = 2) -> TableP
     eos = draw(st.sampled_from([0.5, 1.0, 3.0]))
     zero = draw(st.sampled_from([0.0, 0.0, 0.3]))
     smooth = draw(st.sampled_from([0.1, 0.3]))
-    return random_ngram(np.random.default_rng(seed), vocab, order, conc, eos, zero, smoothing=smooth)
+    return random_ngram(
+        np.random.default_rng(seed), vocab, order, conc, eos, zero, smoothing=smooth
+    )
 
 
 @st.composite
