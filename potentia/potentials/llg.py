@@ -293,23 +293,26 @@ class LLGState(PotentialState):
         return out
 
     def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:  # noqa: D102
-        rows = np.asarray(rows, dtype=np.int64)
-        tokens = np.asarray(tokens, dtype=np.int64)
         if self._next is not None:
-            return self._next[rows, tokens]
+            return self._next[np.asarray(rows, dtype=np.int64), np.asarray(tokens, dtype=np.int64)]
+        # The single-token check AWRS makes for every drawn token: plain Python ints and
+        # one native validate_tokens call per query (no mask, no numpy per element).
         p = self.potential
         V = len(p.vocab)
         vtoks = p.vocab.tokens
-        out = np.full(len(rows), -np.inf)
-        for k, (r, t) in enumerate(zip(rows.tolist(), tokens.tolist())):
-            m = self.matchers[r]
+        matchers = self.matchers
+        rl = rows.tolist() if isinstance(rows, np.ndarray) else list(rows)
+        tl = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
+        res = []
+        for r, t in zip(rl, tl):
+            m = matchers[r]
             if m is None:
-                continue
-            if t == V:
-                out[k] = self._eos_weights()[r]
-            elif not vtoks[t] or m.validate_tokens([t]):
-                out[k] = 0.0
-        return out
+                res.append(-np.inf)
+            elif t == V:
+                res.append(self._eos_weights()[r])
+            else:
+                res.append(0.0 if (not vtoks[t] or m.validate_tokens([t])) else -np.inf)
+        return np.array(res, dtype=float)
 
     def advance(self, tokens: np.ndarray) -> LLGState:  # noqa: D102
         tokens = np.asarray(tokens, dtype=np.int64)
