@@ -88,6 +88,14 @@ class Product(Potential):
         cols = np.append(m, len(self.vocab))
         return vec[..., cols]
 
+    def part_tokens(self, i: int, tokens: np.ndarray) -> np.ndarray:
+        """Product-vocabulary positions ``tokens`` (EOS allowed) as factor ``i``'s positions."""
+        m = self.maps[i]
+        if m is None:
+            return tokens
+        V = len(self.vocab)
+        return np.where(tokens == V, V, m[np.minimum(tokens, V - 1)])
+
     def _prefix(self, context: list[int]) -> float:
         total = 0.0
         for i, p in enumerate(self.parts):
@@ -171,11 +179,7 @@ class ProductState(PotentialState):
         return out
 
     def _map_tokens(self, i: int, tokens: np.ndarray) -> np.ndarray:
-        m = self.potential.maps[i]
-        if m is None:
-            return tokens
-        V = len(self.potential.vocab)
-        return np.where(tokens == V, V, m[np.minimum(tokens, V - 1)])
+        return self.potential.part_tokens(i, tokens)
 
     def advance(self, tokens: np.ndarray) -> ProductState:  # noqa: D102
         tokens = np.asarray(tokens, dtype=np.int64)

@@ -361,13 +361,6 @@ class AWRS(TokenSampler):
         return len(first)
 
     # ------------------------------------------------------------------------------
-    def _map(self, i: int, tokens: np.ndarray) -> np.ndarray:
-        m = self.target.maps[i]
-        if m is None:
-            return tokens
-        V = len(self.target.vocab)
-        return np.where(tokens == V, V, m[np.minimum(tokens, V - 1)])
-
     def _group_logw_next(
         self, state: PotentialState, parts: range, rows: np.ndarray | None = None
     ) -> np.ndarray:
@@ -386,7 +379,7 @@ class AWRS(TokenSampler):
     ) -> np.ndarray:
         out = np.zeros(len(rows))
         for i in parts:
-            out += state.parts[i].logw_tokens(rows, self._map(i, tokens))
+            out += state.parts[i].logw_tokens(rows, self.target.part_tokens(i, tokens))
         return out
 
     def _check(self, state: PotentialState, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
