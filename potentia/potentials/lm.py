@@ -188,6 +188,8 @@ class LMPotential(Potential):
             self._next_memo.popitem(last=False)
 
     def _prefix(self, context: list[int]) -> float:
+        if not context:
+            return 0.0  # P(empty prefix | prompt) = 1: no forward needed (SMC asks this first)
         key = tuple(context)
         if key not in self._prefix_memo:
             self._run(context)
