@@ -228,6 +228,15 @@ class PotentialState:
         """Extend context ``r`` by ``tokens[r]`` (non-EOS) for every row."""
         raise NotImplementedError
 
+    def _row_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """``tokens`` as int64, checked to hold one token per row (for ``advance``)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if tokens.shape != (len(self),):
+            raise ValueError(
+                f"`tokens` has shape {tokens.shape}; advance needs one token per row ({len(self)})."
+            )
+        return tokens
+
     def select(self, rows: np.ndarray) -> PotentialState:
         """A new batch made of rows ``rows`` (repeats allowed: resampling)."""
         raise NotImplementedError
@@ -263,12 +272,7 @@ class ContextState(PotentialState):
         return self._cache
 
     def advance(self, tokens: np.ndarray) -> ContextState:  # noqa: D102
-        tokens = np.asarray(tokens, dtype=np.int64)
-        if tokens.shape != (len(self._contexts),):
-            raise ValueError(
-                f"`tokens` has shape {tokens.shape}; advance needs one token per context "
-                f"({len(self._contexts)})."
-            )
+        tokens = self._row_tokens(tokens)
         new = [c + [int(t)] for c, t in zip(self._contexts, tokens)]
         return type(self)(self.potential, new)
 

@@ -315,12 +315,7 @@ class LLGState(PotentialState):
         return np.array(res, dtype=float)
 
     def advance(self, tokens: np.ndarray) -> LLGState:  # noqa: D102
-        tokens = np.asarray(tokens, dtype=np.int64)
-        if tokens.shape != (len(self.matchers),):
-            raise ValueError(
-                f"`tokens` has shape {tokens.shape}; advance needs one token per row "
-                f"({len(self.matchers)})."
-            )
+        tokens = self._row_tokens(tokens)
         vtoks = self.potential.vocab.tokens
         new: list[llguidance.LLMatcher | None] = []
         for m, t in zip(self.matchers, tokens.tolist()):
