@@ -42,11 +42,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _report import write_section  # noqa: E402
 
+from potentia.asap.asap import CARS, LCD, ASAp, Trie, twisted_smc  # noqa: E402
+from potentia.constraints.cfg import cfg  # noqa: E402
 from potentia.lm import LM  # noqa: E402
 from potentia.models.finite import exact_finite_target  # noqa: E402
 from potentia.potentials.base import Potential  # noqa: E402
-from potentia.potentials.cfg import cfg  # noqa: E402
-from potentia.samplers.asap import CARS, LCD, ASAp, Trie, twisted_smc  # noqa: E402
 from potentia.samplers.awrs import AWRS  # noqa: E402
 from potentia.smc import smc  # noqa: E402
 

@@ -31,11 +31,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _report import write_section  # noqa: E402
 
-from potentia.models.embedded import _fast_tokenizer, cache_dir  # noqa: E402
-from potentia.models.tokenizer import byte_table  # noqa: E402
+from potentia.constraints.json_schema import JSONSchema  # noqa: E402
+from potentia.constraints.llg import LLGState, llg_tokenizer  # noqa: E402
+from potentia.lm.embedded import _fast_tokenizer, cache_dir  # noqa: E402
+from potentia.lm.tokenizer import byte_table  # noqa: E402
 from potentia.potentials import Vocabulary  # noqa: E402
-from potentia.potentials.json_schema import JSONSchema  # noqa: E402
-from potentia.potentials.llg import LLGState, llg_tokenizer  # noqa: E402
 
 torch.set_num_threads(1)
 DATA = Path("/work/shared/data")

@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from _report import write_section  # noqa: E402
 
 import potentia as pt  # noqa: E402
-from potentia.potentials.automaton import vocab_tables  # noqa: E402
+from potentia.constraints.automaton import vocab_tables  # noqa: E402
 
 PASSAGE = (
     "Marie Curie (née Skłodowska) was a Polish and naturalised-French physicist and chemist "
@@ -113,12 +113,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     os.environ["NUMBA_NUM_THREADS"] = "1"
-    from potentia.models.embedded import load_gemma, load_smollm2
 
     rows, summary = [], {}
     warmup = pt.excludes("x").lift(pt.Vocabulary.from_strings(["a", "b"]))  # compile kernels
     warmup.init_state(1).logw_next()
-    for vname, load in (("Gemma 3 (262k)", load_gemma), ("SmolLM2 (49k)", load_smollm2)):
+    for vname, load in (("Gemma 3 (262k)", pt.LM.default), ("SmolLM2 (49k)", pt.LM.smollm2)):
         vocab = load().vocab
         t0 = time.perf_counter()
         vocab_tables(vocab)

@@ -60,9 +60,10 @@ LOAD_CODE = """
 import time, json
 t0 = time.perf_counter()
 import torch; torch.set_num_threads(1)
-import potentia.models.embedded as E
+import potentia.lm.embedded as E
+from potentia.lm import LM
 t1 = time.perf_counter()
-lm = E.load_gemma()
+lm = E.load_gemma(LM)
 t2 = time.perf_counter()
 lm.potential("Hi").logw_next([])
 t3 = time.perf_counter()
@@ -80,8 +81,9 @@ def hwm_gb():  # VmHWM: peak RSS of this process image (ru_maxrss would include 
             return int(line.split()[1]) / 2**20
 
 torch.set_num_threads(1)
-import potentia.models.embedded as E
-lm = E.load_gemma()
+import potentia.lm.embedded as E
+from potentia.lm import LM
+lm = E.load_gemma(LM)
 pot = lm.potential(%(prompt)r)
 state = pot.init_state(16)
 state.logw_next()
@@ -188,7 +190,7 @@ def main() -> None:
     if args.quick:
         args.steps, args.repeats, args.rss_tokens, args.no_cold = 4, 1, 8, True
     torch.set_num_threads(1)
-    from potentia.models.embedded import load_gemma
+    from potentia.lm import LM
 
     child(LOAD_CODE)  # make sure the shared cache exists (a first run converts here)
     # children start from a parent that holds no model
@@ -199,7 +201,7 @@ def main() -> None:
             loads["cold"] = child(LOAD_CODE, {"POTENTIA_CACHE": tmp})
     loads["cached"] = child(LOAD_CODE)
 
-    lm = load_gemma()
+    lm = LM.default()
     pot = lm.potential(PROMPT)
     rows = sample_rows(pot, max(NS), args.steps, seed=0)
     skip = min(2, args.steps - 1)  # warm-up steps left out of the medians

@@ -12,16 +12,16 @@ engine, the resampling schemes and the result type).
 """
 
 from potentia.api import register_sampler, sample
+from potentia.constraints.cfg import cfg
+from potentia.constraints.json_schema import json_schema as json
+from potentia.constraints.lexical import contains, excludes, length, span_of
+from potentia.constraints.predicate import predicate
+from potentia.constraints.regex import regex
 from potentia.lm import LM
 from potentia.potentials import Potential, PotentialState, Vocabulary
-from potentia.potentials.cfg import cfg
-from potentia.potentials.json_schema import json_schema as json
-from potentia.potentials.lexical import contains, excludes, length, span_of
-from potentia.potentials.predicate import predicate
-from potentia.potentials.regex import regex
+from potentia.result import Result
 from potentia.samplers import DirectSampler, TokenSampler
-from potentia.samplers.awrs import AWRS  # registers sampler "awrs" (after api)
-from potentia.smc.result import Result
+from potentia.samplers.awrs import AWRS
 
 __all__ = [
     "sample",

@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from potentia.asap import asap
 from potentia.potentials.base import Potential, Vocabulary, as_potential
+from potentia.result import Result
+from potentia.samplers.awrs import AWRS
 from potentia.samplers.base import TokenSampler
 from potentia.samplers.direct import DirectSampler
 from potentia.smc.engine import smc, validate_run_args
 from potentia.smc.resampling import get_scheme
-from potentia.smc.result import Result
 
 __all__ = ["sample", "register_sampler", "register_method", "SAMPLERS", "METHODS"]
 
@@ -35,7 +37,13 @@ def _direct(lm: Potential, constraint: Potential | None) -> TokenSampler:
     return DirectSampler(lm if constraint is None else lm * constraint)
 
 
+def _awrs(lm: Potential, constraint: Potential | None) -> TokenSampler:
+    """AWRS for a hard constraint, direct sampling without one."""
+    return DirectSampler(lm) if constraint is None else AWRS(lm, constraint)
+
+
 register_sampler("direct", _direct)
+register_sampler("awrs", _awrs)
 
 #: Whole-string engines other than SMC, by name:
 #: ``run(model, prompt, constraint, n=..., max_tokens=..., seed=...) -> Result``.
@@ -49,8 +57,6 @@ def register_method(name: str, run: Callable[..., Result]) -> None:
 
 def _trie_method(cls_name: str) -> Callable[..., Result]:
     def run(model: Any, prompt: Any, constraint: Potential, *, n: int, max_tokens: int, seed):
-        from potentia.samplers import asap  # late: asap imports the samplers package
-
         cls = getattr(asap, cls_name)
         return cls.from_model(model, prompt, constraint, max_tokens=max_tokens).sample(n, seed)
 
@@ -116,7 +122,7 @@ def sample(
             trie: ``"asap"`` (grammar-aligned sampling), ``"cars"`` (exact rejection),
             ``"lcd"`` (locally constrained decoding, biased: a baseline). Those return
             ``particles`` equally weighted strings and need a hard ``constraint``; to keep
-            a trie learning across calls use :mod:`potentia.samplers.asap` directly.
+            a trie learning across calls use :mod:`potentia.asap.asap` directly.
         sampler: The token sampler: ``"direct"``, or ``"auto"`` (the best available:
             AWRS for hard constraints when installed, else direct), or any registered name.
         particles: Number of particles.

@@ -34,17 +34,17 @@ def _offline_single_thread():
 @pytest.fixture(scope="session")
 def gemma():
     """The embedded Gemma 3 270M as a ``potentia.LM`` (loaded once per session)."""
-    from potentia.models.embedded import load_gemma
+    from potentia.lm import LM
 
-    return load_gemma()
+    return LM.default()
 
 
 @pytest.fixture(scope="session")
 def smollm():
     """The embedded SmolLM2 135M Instruct as a ``potentia.LM`` (loaded once per session)."""
-    from potentia.models.embedded import load_smollm2
+    from potentia.lm import LM
 
-    return load_smollm2()
+    return LM.smollm2()
 
 
 # ----- tiny offline models: real transformers code paths, random weights, built in ms -----

@@ -185,7 +185,7 @@ def exact_finite_target(
         max_bytes: Length bound for an infinite language (see :func:`language_strings`).
         batch_size: Prefixes evaluated per LM call.
         on_row: Optional ``on_row(prefix, lm_row)`` called with every LM next-token vector
-            computed, parents before children (e.g. to fill a :class:`~potentia.samplers.trie.Trie`
+            computed, parents before children (e.g. to fill a :class:`~potentia.asap.trie.Trie`
             without recomputing).
 
     Raises:

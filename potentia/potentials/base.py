@@ -184,6 +184,12 @@ class Vocabulary:
         return cls([bytes([i]) for i in range(256)], name="bytes")
 
 
+#: The composition classes behind ``*``, ``&``, ``|``, ``~``, ``**`` and :meth:`Potential.lift`,
+#: by name. :mod:`potentia.potentials.ops` fills it when it is imported (the package's
+#: ``__init__`` imports it), so this module needs no import of ``ops`` (no circle).
+ALGEBRA: dict[str, Any] = {}
+
+
 class PotentialState:
     """A batch of contexts of one potential, advanced one token at a time.
 
@@ -382,29 +388,19 @@ class Potential:
 
     # ----- composition --------------------------------------------------------------
     def __mul__(self, other: Potential) -> Potential:
-        from potentia.potentials.ops import Product
-
-        return Product(self, other)
+        return ALGEBRA["Product"](self, other)
 
     def __and__(self, other: Potential) -> Potential:
-        from potentia.potentials.ops import And
-
-        return And(self, other)
+        return ALGEBRA["And"](self, other)
 
     def __or__(self, other: Potential) -> Potential:
-        from potentia.potentials.ops import Or
-
-        return Or(self, other)
+        return ALGEBRA["Or"](self, other)
 
     def __invert__(self) -> Potential:
-        from potentia.potentials.ops import Not
-
-        return Not(self)
+        return ALGEBRA["Not"](self)
 
     def __pow__(self, power: float) -> Potential:
-        from potentia.potentials.ops import Power
-
-        return Power(self, power)
+        return ALGEBRA["Power"](self, power)
 
     # ----- helpers ------------------------------------------------------------------
     def _as_context(self, context: Context) -> list[int]:
@@ -422,9 +418,7 @@ class Potential:
 
     def lift(self, vocab: Vocabulary) -> Potential:
         """This byte-level potential over a token vocabulary (see :class:`ops.Lifted`)."""
-        from potentia.potentials.ops import Lifted
-
-        return Lifted(self, vocab)
+        return ALGEBRA["Lifted"](self, vocab)
 
     def spawn(self) -> Potential:
         """A fresh copy safe to use concurrently (default: ``self``; stateless)."""

@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from potentia.potentials.base import Potential, PotentialState, Vocabulary, as_potential
+from potentia.potentials.base import (
+    ALGEBRA,
+    Potential,
+    PotentialState,
+    Vocabulary,
+    as_potential,
+)
 
 __all__ = ["Product", "And", "Or", "Not", "Power", "Lifted", "align"]
 
@@ -361,3 +367,6 @@ class Lifted(Potential):
 
     def _complete(self, context: list[int]) -> float:
         return self.inner.complete(self._bytes(context))
+
+
+ALGEBRA.update(Product=Product, And=And, Or=Or, Not=Not, Power=Power, Lifted=Lifted)

@@ -414,21 +414,3 @@ def _on_vocab(p: Potential, vocab: Vocabulary, arg: str) -> Potential:
                 f"vocabulary {vocab!r}: {err}"
             ) from None
     return p
-
-
-def _factory(lm: Potential, constraint: Potential | None) -> TokenSampler:
-    """``sample(..., sampler="awrs")``: AWRS for a hard constraint, direct without one."""
-    if constraint is None:
-        from potentia.samplers.direct import DirectSampler
-
-        return DirectSampler(lm)
-    return AWRS(lm, constraint)
-
-
-def _register() -> None:
-    from potentia import api
-
-    api.register_sampler("awrs", _factory)
-
-
-_register()

@@ -23,6 +23,11 @@ status ``"truncated"`` and excluded from the posterior (``"truncate"``).
 All live particles advance together: one batched call of the sampler (hence of the LM) per
 step. Finished and dead particles leave the batch state; resampling reindexes it by
 ancestor (``PotentialState.select``).
+
+The loop is split, blackjax-style, into an explicit particle state (:class:`Particles`),
+a fixed kernel (:class:`SMCKernel`) and the functions :func:`init`, :func:`step`,
+:func:`stop` and :func:`finish`; :func:`smc` is their composition, and other runners
+(step units, many prompts) reuse the same step.
 """
 
 from __future__ import annotations
@@ -30,15 +35,33 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from potentia.potentials.base import Potential, as_potential, check_logw, logsumexp
+from potentia.potentials.base import (
+    Potential,
+    PotentialState,
+    as_potential,
+    check_logw,
+    logsumexp,
+)
+from potentia.result import Result
 from potentia.samplers.base import TokenSampler
 from potentia.smc.resampling import Resampler, get_scheme
-from potentia.smc.result import Result
 
-__all__ = ["smc", "validate_run_args"]
+__all__ = [
+    "smc",
+    "SMCKernel",
+    "Particles",
+    "init",
+    "step",
+    "resample_particles",
+    "stop",
+    "finish",
+    "check_kernel",
+    "validate_run_args",
+]
 
 
 def validate_run_args(
@@ -74,6 +97,221 @@ def _ess(logw: np.ndarray) -> float:
     return float(1.0 / (w**2).sum())
 
 
+@dataclass
+class SMCKernel:
+    """What stays fixed during a run: the sampler, the extra potentials, the resampling rule.
+
+    Attributes:
+        sampler: Proposes next tokens, properly weighted for ``sampler.target``.
+        critic: Potential multiplied into the target token by token, or ``None``.
+        twist: Potential ψ used only to guide resampling (divided out at EOS), or ``None``.
+        ess_threshold: Resample when ESS < ``ess_threshold · N``.
+        resample: ``(rng, weights, n) -> ancestor indices``.
+    """
+
+    sampler: TokenSampler
+    critic: Potential | None = None
+    twist: Potential | None = None
+    ess_threshold: float = 0.5
+    resample: Resampler = field(default_factory=lambda: get_scheme("multinomial"))
+
+
+@dataclass
+class Particles:
+    """The explicit particle state of a run (what :func:`step` reads and writes).
+
+    Attributes:
+        contexts: Token indices of every particle (EOS excluded).
+        status: ``"running"``, ``"finished"``, ``"truncated"`` or ``"dead: <why>"``.
+        logw: Log weight of every particle.
+        twist_lv: Log twist value each particle currently carries (0 without a twist).
+        live: Particle index of each row of the batch states (the running particles).
+        state: The sampler's batch state (one row per live particle).
+        cstate: The critic's batch state, or ``None``.
+        tstate: The twist's batch state, or ``None``.
+        log_z_acc: Sum of the log mean weights at past resampling events.
+        step: Steps taken.
+        ess_history: ESS after each step's reweighting.
+        resampled_at: Steps at which the particles were resampled.
+        target_evals: Full next-token vectors the sampler computed.
+        constraint_checks: Single-token constraint checks the sampler made.
+    """
+
+    contexts: list[list[int]]
+    status: list[str]
+    logw: np.ndarray
+    twist_lv: np.ndarray
+    live: np.ndarray
+    state: PotentialState
+    cstate: PotentialState | None
+    tstate: PotentialState | None
+    log_z_acc: float = 0.0
+    step: int = 0
+    ess_history: list[float] = field(default_factory=list)
+    resampled_at: list[int] = field(default_factory=list)
+    target_evals: int = 0
+    constraint_checks: int = 0
+
+    @property
+    def n(self) -> int:
+        """Number of particles N."""
+        return len(self.status)
+
+
+def init(kernel: SMCKernel, n_particles: int) -> Particles:
+    """N particles at the empty string, weighted by the prefix weights of ``[]``."""
+    target, critic, twist = kernel.sampler.target, kernel.critic, kernel.twist
+    N = int(n_particles)
+    logw = np.full(N, target.prefix([]))
+    twist_lv = np.zeros(N)
+    if critic is not None:
+        logw += critic.prefix([])
+    if twist is not None:
+        twist_lv[:] = twist.prefix([])
+        logw += twist_lv
+    check_logw(logw, "initial prefix weight")
+    status = ["running"] * N
+    if logw[0] == -np.inf:
+        status = ["dead: the target's prefix weight of the empty string is zero"] * N
+    live = np.flatnonzero(logw > -np.inf)
+    return Particles(
+        contexts=[[] for _ in range(N)],
+        status=status,
+        logw=logw,
+        twist_lv=twist_lv,
+        live=live,
+        state=kernel.sampler.init_state(len(live)),
+        cstate=critic.init_state(len(live)) if critic is not None else None,
+        tstate=twist.init_state(len(live)) if twist is not None else None,
+    )
+
+
+def step(kernel: SMCKernel, p: Particles, rng: np.random.Generator) -> Particles:
+    """Extend every live particle by one token and reweight; resample if the ESS is low.
+
+    One batched sampler call; the incremental potential G_t of the module docstring.
+
+    Updates ``p`` in place and returns it.
+    """
+    V = len(kernel.sampler.target.vocab)
+    live = p.live
+    rows = np.arange(len(live))
+    out = kernel.sampler.sample(p.state, rng)
+    p.target_evals += out.target_evals
+    p.constraint_checks += out.constraint_checks
+    tokens = np.asarray(out.tokens, dtype=np.int64)
+    inc = np.asarray(out.log_w, dtype=float).copy()
+    check_logw(inc, f"{type(kernel.sampler).__name__}.sample")
+    why = np.array(["the target has no allowed next token"] * len(live), dtype=object)
+    if p.cstate is not None:
+        c = p.cstate.logw_tokens(rows, tokens)
+        why[(inc > -np.inf) & (c == -np.inf)] = "the critic rejected the token"
+        inc += c
+    is_eos = tokens == V
+    if p.tstate is not None:
+        tw = np.zeros(len(live))
+        ne = np.flatnonzero(~is_eos & (inc > -np.inf))
+        if len(ne):
+            tw[ne] = p.tstate.logw_tokens(ne, tokens[ne])
+        why[(inc > -np.inf) & (tw == -np.inf)] = "the twist is zero"
+        p.twist_lv[live] += tw
+        inc += tw
+        inc = _cancel_twist(inc, is_eos, p.twist_lv[live])
+    p.logw[live] += inc
+    dead = inc == -np.inf
+    for r in np.flatnonzero(dead):
+        p.status[live[r]] = f"dead: {why[r]} at step {p.step}"
+    for r in np.flatnonzero(is_eos & ~dead):
+        p.status[live[r]] = "finished"
+    for r in np.flatnonzero(~is_eos & ~dead):
+        p.contexts[live[r]] = p.contexts[live[r]] + [int(tokens[r])]
+    keep = np.flatnonzero(~is_eos & ~dead)
+    p.live = live[keep]
+    p.state = p.state.select(keep).advance(tokens[keep])
+    if p.cstate is not None:
+        p.cstate = p.cstate.select(keep).advance(tokens[keep])
+    if p.tstate is not None:
+        p.tstate = p.tstate.select(keep).advance(tokens[keep])
+    p.step += 1
+    ess = _ess(p.logw)
+    p.ess_history.append(ess)
+    if len(p.live) and ess > 0 and ess < kernel.ess_threshold * p.n:
+        resample_particles(kernel, p, rng)
+    return p
+
+
+def resample_particles(kernel: SMCKernel, p: Particles, rng: np.random.Generator) -> None:
+    """Resample all N particles (finished ones too) ∝ weight.
+
+    Weights reset to the mean, whose log joins log Ẑ; batch states are reindexed by ancestor.
+    """
+    N = p.n
+    tot = logsumexp(p.logw)
+    idx = kernel.resample(rng, np.exp(p.logw - tot), N)
+    p.log_z_acc += tot - np.log(N)
+    p.logw = np.zeros(N)
+    p.contexts = [p.contexts[i] for i in idx]
+    p.status = [p.status[i] for i in idx]
+    p.twist_lv = p.twist_lv[idx]
+    row_of = np.full(N, -1)
+    row_of[p.live] = np.arange(len(p.live))
+    new_live = np.flatnonzero(row_of[idx] >= 0)
+    sel = row_of[idx[new_live]]
+    p.live = new_live
+    p.state = p.state.select(sel)
+    p.cstate = p.cstate.select(sel) if p.cstate is not None else None
+    p.tstate = p.tstate.select(sel) if p.tstate is not None else None
+    p.resampled_at.append(p.step)
+
+
+def stop(kernel: SMCKernel, p: Particles, on_max_tokens: str) -> Particles:
+    """End the particles still running at the length bound (counts as one step).
+
+    ``"force_eos"`` ends them with EOS and its proper weight; ``"truncate"`` marks them.
+    """
+    live = p.live
+    if on_max_tokens == "force_eos":
+        V = len(kernel.sampler.target.vocab)
+        rows, eos = np.arange(len(live)), np.full(len(live), V)
+        inc = p.state.logw_tokens(rows, eos)
+        if p.cstate is not None:
+            inc = inc + p.cstate.logw_tokens(rows, eos)
+        p.logw[live] += _cancel_twist(inc, np.ones(len(live), bool), p.twist_lv[live])
+        for i, ok in zip(live, inc > -np.inf):
+            p.status[i] = "finished" if ok else "dead: EOS has weight zero at max_tokens"
+    else:
+        for i in live:
+            p.status[i] = "truncated"
+        p.logw[live] -= p.twist_lv[live]
+    p.live = live[:0]
+    p.step += 1
+    p.ess_history.append(_ess(p.logw))
+    return p
+
+
+def finish(kernel: SMCKernel, p: Particles, wall_time: float = 0.0) -> Result:
+    """log Ẑ = accumulated + log mean of the finished weights; the run as a :class:`Result`."""
+    finished = np.array([s == "finished" for s in p.status])
+    tot = logsumexp(np.where(finished, p.logw, -np.inf))
+    log_z = float(p.log_z_acc + tot - np.log(p.n)) if tot > -np.inf else -np.inf
+    vocab = kernel.sampler.target.vocab
+    return Result(
+        contexts=p.contexts,
+        texts=[vocab.decode(c) for c in p.contexts],
+        log_weights=p.logw,
+        log_z=log_z,
+        status=p.status,
+        ess_history=p.ess_history,
+        resampled_at=p.resampled_at,
+        n_steps=p.step,
+        target_evals=p.target_evals,
+        constraint_checks=p.constraint_checks,
+        wall_time=wall_time,
+        method=f"smc[{type(kernel.sampler).__name__}]",
+        message=_message(p.status, p.step, log_z),
+    )
+
+
 def smc(
     sampler: TokenSampler,
     n_particles: int,
@@ -87,6 +325,9 @@ def smc(
     progress: bool | None = False,
 ) -> Result:
     """Run SMC with a token sampler.
+
+    :func:`init`, :func:`step` until every particle has finished or ``max_tokens`` is
+    reached, :func:`stop`, :func:`finish`.
 
     Args:
         sampler: Proposes next tokens, properly weighted for ``sampler.target``.
@@ -114,13 +355,28 @@ def smc(
             f"`sampler` is {type(sampler).__name__}; pass a TokenSampler such as "
             "DirectSampler(target)."
         )
-    resample = get_scheme(resampling)
+    kernel = SMCKernel(sampler, critic, twist, float(ess_threshold), get_scheme(resampling))
+    check_kernel(kernel)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    target = sampler.target
-    vocab = target.vocab
-    V = len(vocab)
-    extra_pots = {}
-    for name, pot in (("critic", critic), ("twist", twist)):
+    t0 = time.perf_counter()
+    p = init(kernel, n_particles)
+    bar = _progress(progress, max_tokens)
+    while len(p.live) and p.step < max_tokens:
+        step(kernel, p, rng)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(live=len(p.live), ess=f"{p.ess_history[-1]:.1f}", refresh=False)
+    if len(p.live):
+        stop(kernel, p, on_max_tokens)
+    if bar is not None:
+        bar.close()
+    return finish(kernel, p, time.perf_counter() - t0)
+
+
+def check_kernel(kernel: SMCKernel) -> None:
+    """Raise if the critic or twist is not a potential over the sampler's vocabulary."""
+    vocab = kernel.sampler.target.vocab
+    for name, pot in (("critic", kernel.critic), ("twist", kernel.twist)):
         if pot is not None:
             as_potential(pot, name)
             if pot.vocab != vocab and pot.vocab.tokens != vocab.tokens:
@@ -128,135 +384,6 @@ def smc(
                     f"`{name}` has vocabulary {pot.vocab!r}, the sampler's target has "
                     f"{vocab!r}; they must be the same (lift or align the {name} first)."
                 )
-            extra_pots[name] = pot
-    N = int(n_particles)
-    t0 = time.perf_counter()
-
-    # Per-particle bookkeeping; "rows" are positions in the batch states (live particles).
-    contexts: list[list[int]] = [[] for _ in range(N)]
-    status = ["running"] * N
-    logw = np.full(N, target.prefix([]))
-    twist_lv = np.zeros(N)
-    if critic is not None:
-        logw += critic.prefix([])
-    if twist is not None:
-        twist_lv[:] = twist.prefix([])
-        logw += twist_lv
-    check_logw(logw, "initial prefix weight")
-    if logw[0] == -np.inf:
-        status = ["dead: the target's prefix weight of the empty string is zero"] * N
-    live = np.flatnonzero(logw > -np.inf)  # particle index of each state row
-    state = sampler.init_state(len(live))
-    cstate = critic.init_state(len(live)) if critic is not None else None
-    tstate = twist.init_state(len(live)) if twist is not None else None
-
-    log_z_acc = 0.0
-    ess_history: list[float] = []
-    resampled_at: list[int] = []
-    target_evals = constraint_checks = 0
-    step = 0
-    bar = _progress(progress, max_tokens)
-    while len(live):
-        rows = np.arange(len(live))
-        if step >= max_tokens:
-            # length bound reached: force EOS (proper weight) or report truncation
-            if on_max_tokens == "force_eos":
-                eos = np.full(len(live), V)
-                inc = state.logw_tokens(rows, eos)
-                if cstate is not None:
-                    inc = inc + cstate.logw_tokens(rows, eos)
-                logw[live] += _cancel_twist(inc, np.ones(len(live), bool), twist_lv[live])
-                for p, ok in zip(live, inc > -np.inf):
-                    status[p] = "finished" if ok else "dead: EOS has weight zero at max_tokens"
-            else:
-                for p in live:
-                    status[p] = "truncated"
-                logw[live] -= twist_lv[live]
-            live = live[:0]
-            step += 1
-            ess_history.append(_ess(logw))
-            break
-
-        out = sampler.sample(state, rng)
-        target_evals += out.target_evals
-        constraint_checks += out.constraint_checks
-        tokens = np.asarray(out.tokens, dtype=np.int64)
-        inc = np.asarray(out.log_w, dtype=float).copy()
-        check_logw(inc, f"{type(sampler).__name__}.sample")
-        why = np.array(["the target has no allowed next token"] * len(live), dtype=object)
-        if cstate is not None:
-            c = cstate.logw_tokens(rows, tokens)
-            why[(inc > -np.inf) & (c == -np.inf)] = "the critic rejected the token"
-            inc += c
-        is_eos = tokens == V
-        if tstate is not None:
-            tw = np.zeros(len(live))
-            ne = np.flatnonzero(~is_eos & (inc > -np.inf))
-            if len(ne):
-                tw[ne] = tstate.logw_tokens(ne, tokens[ne])
-            why[(inc > -np.inf) & (tw == -np.inf)] = "the twist is zero"
-            twist_lv[live] += tw
-            inc += tw
-            inc = _cancel_twist(inc, is_eos, twist_lv[live])
-        logw[live] += inc
-        dead = inc == -np.inf
-        for r in np.flatnonzero(dead):
-            status[live[r]] = f"dead: {why[r]} at step {step}"
-        for r in np.flatnonzero(is_eos & ~dead):
-            status[live[r]] = "finished"
-        for r in np.flatnonzero(~is_eos & ~dead):
-            contexts[live[r]] = contexts[live[r]] + [int(tokens[r])]
-        keep = np.flatnonzero(~is_eos & ~dead)
-        live = live[keep]
-        state = state.select(keep).advance(tokens[keep])
-        cstate = cstate.select(keep).advance(tokens[keep]) if cstate is not None else None
-        tstate = tstate.select(keep).advance(tokens[keep]) if tstate is not None else None
-        step += 1
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(live=len(live), ess=f"{_ess(logw):.1f}")
-
-        ess = _ess(logw)
-        ess_history.append(ess)
-        if len(live) and ess > 0 and ess < ess_threshold * N:
-            tot = logsumexp(logw)
-            idx = resample(rng, np.exp(logw - tot), N)
-            log_z_acc += tot - np.log(N)
-            logw = np.zeros(N)
-            contexts = [contexts[i] for i in idx]
-            status = [status[i] for i in idx]
-            twist_lv = twist_lv[idx]
-            row_of = np.full(N, -1)
-            row_of[live] = np.arange(len(live))
-            new_live = np.flatnonzero(row_of[idx] >= 0)
-            sel = row_of[idx[new_live]]
-            live = new_live
-            state = state.select(sel)
-            cstate = cstate.select(sel) if cstate is not None else None
-            tstate = tstate.select(sel) if tstate is not None else None
-            resampled_at.append(step)
-    if bar is not None:
-        bar.close()
-
-    finished = np.array([s == "finished" for s in status])
-    tot = logsumexp(np.where(finished, logw, -np.inf))
-    log_z = float(log_z_acc + tot - np.log(N)) if tot > -np.inf else -np.inf
-    message = _message(status, step, log_z)
-    return Result(
-        contexts=contexts,
-        texts=[vocab.decode(c) for c in contexts],
-        log_weights=logw,
-        log_z=log_z,
-        status=status,
-        ess_history=ess_history,
-        resampled_at=resampled_at,
-        n_steps=step,
-        target_evals=target_evals,
-        constraint_checks=constraint_checks,
-        wall_time=time.perf_counter() - t0,
-        method=f"smc[{type(sampler).__name__}]",
-        message=message,
-    )
 
 
 def _cancel_twist(inc: np.ndarray, is_eos: np.ndarray, twist_lv: np.ndarray) -> np.ndarray:

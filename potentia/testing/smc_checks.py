@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from potentia.smc.result import Result
+from potentia.result import Result
 
 __all__ = ["smc_exact_draws"]
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from potentia.constraints.cfg import cfg
 from potentia.models.exact import enumerate_target
 from potentia.models.finite import exact_finite_target, language_strings, tokenizations
 from potentia.models.toy import FiniteLanguage, random_ngram
 from potentia.potentials.base import Vocabulary
-from potentia.potentials.cfg import cfg
 
 GRAMMARS = Path("/work/shared/data/grammars/gad-examples")
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import potentia as pt
-from potentia.models import DFA, enumerate_target, random_ngram
+from potentia.models import DFA, FiniteLanguage, enumerate_target, random_ngram
 from potentia.smc import smc
 from potentia.testing import assert_gof, assert_mean, smc_exact_draws
 from potentia.testing.strategies import soft_potentials, toy_problems
@@ -189,3 +189,25 @@ def test_nan_from_potential_is_an_error():
 
     with pytest.raises(ValueError, match="NaN"):
         smc(pt.DirectSampler(lm * Bad()), 2, 2, rng=0)
+
+
+def test_init_step_finish_compose_to_smc():
+    """The explicit particle state and its functions reproduce ``smc()`` draw for draw."""
+    from potentia.smc.engine import SMCKernel, finish, init, step, stop
+    from potentia.smc.resampling import get_scheme
+
+    lm = random_ngram(np.random.default_rng(3), 3, order=2)
+    target = lm * FiniteLanguage(lm.vocab, [[0, 1], [1, 2, 0], [2], [2, 2, 1]])
+    sampler = pt.DirectSampler(target)
+    ref = smc(sampler, 6, 4, rng=11, ess_threshold=0.9, resampling="systematic")
+    kernel = SMCKernel(sampler, ess_threshold=0.9, resample=get_scheme("systematic"))
+    rng = np.random.default_rng(11)
+    p = init(kernel, 6)
+    while len(p.live) and p.step < 4:
+        step(kernel, p, rng)
+    if len(p.live):
+        stop(kernel, p, "force_eos")
+    got = finish(kernel, p)
+    assert got.contexts == ref.contexts and got.status == ref.status
+    assert np.array_equal(got.log_weights, ref.log_weights) and got.log_z == ref.log_z
+    assert got.resampled_at == ref.resampled_at and len(ref.resampled_at) > 0

@@ -28,8 +28,8 @@ from collections import OrderedDict
 import numpy as np
 from numba import njit
 
+from potentia.constraints.bytedfa import INF, ByteDFA
 from potentia.potentials.base import Potential, PotentialState, Vocabulary
-from potentia.potentials.bytedfa import INF, ByteDFA
 
 __all__ = ["AutomatonPotential", "AutomatonState", "VocabTables", "vocab_tables"]
 

@@ -14,7 +14,7 @@ import torch
 
 import potentia
 from potentia.lm import LM
-from potentia.potentials.lm import LMState
+from potentia.lm.state import LMState
 from potentia.testing import assert_logw_close, assert_potential_laws
 
 ATOL = 1e-4

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import potentia as pt
-from potentia.potentials.automaton import vocab_tables
+from potentia.constraints.automaton import vocab_tables
+from potentia.constraints.bytedfa import UTF8, nonascii_whitespace
 from potentia.potentials.base import Vocabulary
-from potentia.potentials.bytedfa import UTF8, nonascii_whitespace
 from potentia.testing import assert_potential_laws
 
 # Pieces that make valid text, split characters and invalid bytes.

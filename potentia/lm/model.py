@@ -4,9 +4,9 @@ The LM owns the *vocabulary*: position ``i`` of every next-token vector is the t
 tokenizer id ``vocab.ids[i]`` and byte string ``vocab.tokens[i]``. Special/control tokens
 are left out by default, and the end-of-sequence tokens are not positions at all: their
 summed probability is the last (EOS) entry of each vector. :meth:`LM.potential` conditions
-the LM on a prompt and returns the :class:`~potentia.potentials.lm.LMPotential` that the
+the LM on a prompt and returns the :class:`~potentia.lm.state.LMPotential` that the
 engines sample from. Nothing here downloads: models load from local folders or from the
-embedded packages (:mod:`potentia.models.embedded`).
+embedded packages (:mod:`potentia.lm.embedded`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from potentia.models.tokenizer import ByteTable, byte_table
+from potentia.lm.state import LMPotential
+from potentia.lm.tokenizer import ByteTable, byte_table
 from potentia.potentials.base import Vocabulary
-from potentia.potentials.lm import LMPotential
 
 __all__ = ["LM"]
 
@@ -105,17 +105,17 @@ class LM:
     # ----- construction -------------------------------------------------------------
     @classmethod
     def default(cls) -> LM:
-        """The embedded default model, Gemma 3 270M (see :func:`potentia.models.embedded.load_gemma`)."""
-        from potentia.models.embedded import load_gemma
+        """The embedded default model, Gemma 3 270M (see :func:`potentia.lm.embedded.load_gemma`)."""
+        from potentia.lm.embedded import load_gemma
 
-        return load_gemma()
+        return load_gemma(cls)
 
     @classmethod
     def smollm2(cls) -> LM:
         """The embedded SmolLM2 135M Instruct (byte-level BPE tokenizer)."""
-        from potentia.models.embedded import load_smollm2
+        from potentia.lm.embedded import load_smollm2
 
-        return load_smollm2()
+        return load_smollm2(cls)
 
     @classmethod
     def from_pretrained(

@@ -36,8 +36,8 @@ import jsonschema
 import jsonschema_specifications
 import llguidance
 
+from potentia.constraints.llg import LLGConstraint, llg_tokenizer
 from potentia.potentials.base import Vocabulary
-from potentia.potentials.llg import LLGConstraint, llg_tokenizer
 
 __all__ = ["json_schema", "JSONSchema", "relax_schema", "EARLY", "LATE"]
 

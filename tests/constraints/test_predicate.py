@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import potentia as pt
+from potentia.constraints.predicate import PredicateError
 from potentia.potentials.base import Vocabulary
-from potentia.potentials.predicate import PredicateError
 from potentia.testing import assert_potential_laws
 
 PIECES = [b"a", b"b", b"x", b" ", "é".encode(), b"\xc3", b"\xa9", "日".encode(), b"\xff"]

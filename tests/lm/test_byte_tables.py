@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from potentia.models.tokenizer import byte_table, bytes_to_unicode
+from potentia.lm.tokenizer import byte_table, bytes_to_unicode
 
 PIECES = [
     *"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",

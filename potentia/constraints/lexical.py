@@ -3,7 +3,7 @@
 Every builder returns a hard byte-level potential (an :class:`AutomatonPotential` over
 ``Vocabulary.bytes256()``) whose :meth:`~AutomatonPotential.lift` gives the same language
 over any token vocabulary, with O(len(token)) single-token checks and cached, compiled
-full masks (see :mod:`potentia.potentials.automaton`). The front door lifts them to the
+full masks (see :mod:`potentia.constraints.automaton`). The front door lifts them to the
 LM's vocabulary automatically.
 
 Text semantics. The output is text: a byte string is accepted only if it is valid UTF-8,
@@ -26,9 +26,8 @@ import itertools
 
 import numpy as np
 
-from potentia.potentials.automaton import AutomatonPotential
-from potentia.potentials.base import Vocabulary
-from potentia.potentials.bytedfa import (
+from potentia.constraints.automaton import AutomatonPotential
+from potentia.constraints.bytedfa import (
     ByteDFA,
     aho_corasick,
     char_class_dfa,
@@ -36,6 +35,7 @@ from potentia.potentials.bytedfa import (
     suffix_automaton,
     utf8_dfa,
 )
+from potentia.potentials.base import Vocabulary
 
 __all__ = ["excludes", "contains", "length", "span_of", "UNITS"]
 

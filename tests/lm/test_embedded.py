@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import potentia
-from potentia.models import embedded
+from potentia.lm import embedded
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
@@ -44,8 +44,8 @@ def test_missing_gemma_package_prints_the_pip_command(monkeypatch, tmp_path):
 
 @pytest.mark.real_model
 def test_loaders_are_cached_per_process(gemma, smollm):
-    assert embedded.load_gemma() is gemma and potentia.LM.default() is gemma
-    assert embedded.load_smollm2() is smollm and potentia.LM.smollm2() is smollm
+    assert embedded.load_gemma(potentia.LM) is gemma and potentia.LM.default() is gemma
+    assert embedded.load_smollm2(potentia.LM) is smollm and potentia.LM.smollm2() is smollm
 
 
 @pytest.mark.real_model
@@ -85,7 +85,7 @@ def test_fresh_cache_conversion_matches_and_from_pretrained_reads_it(smollm, mon
     folder = tmp_path / f"smollm2-135m-instruct-f32-v{embedded.FORMAT}"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
-    fresh = embedded.load_smollm2()
+    fresh = embedded.load_smollm2(potentia.LM)
     assert fresh is not smollm
     assert (folder / "model.safetensors").is_file() and (folder / "potentia.json").is_file()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no leftovers

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from potentia.potentials.json_schema import JSONSchema
+from potentia.constraints.json_schema import JSONSchema
 
 DATA = Path("/work/shared/data")
 JSTS = sorted((DATA / "json-schema-test-suite" / "draft2020-12").glob("*.json"))

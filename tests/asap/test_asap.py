@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from potentia.asap.asap import CARS, LCD, ASAp, ThetaTwist, Trie, TrieSampler, twisted_smc
 from potentia.models.exact import enumerate_target
 from potentia.models.toy import DFA, FiniteLanguage, ToyLM, random_ngram
 from potentia.potentials.base import Vocabulary
-from potentia.samplers.asap import CARS, LCD, ASAp, ThetaTwist, Trie, TrieSampler, twisted_smc
 from potentia.testing import (
     assert_gof,
     assert_mean,
@@ -303,8 +303,8 @@ def test_real_lm_theta_reaches_the_exact_target_and_cars_is_exact(smollm):
     """SmolLM2, GAD's binary_len_3 grammar (5 strings): θ(root) = Z; CARS passes χ² (α=1e-3)."""
     from pathlib import Path
 
+    from potentia.constraints.cfg import cfg
     from potentia.models.finite import exact_finite_target
-    from potentia.potentials.cfg import cfg
 
     path = Path("/work/shared/data/grammars/gad-examples/binary_len_3.ebnf")
     if not path.exists():
