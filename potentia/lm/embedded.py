@@ -171,7 +171,7 @@ def _fast_tokenizer(folder: Path):
 
     ``AutoTokenizer`` would re-parse the 32 MB JSON of Gemma's tokenizer in Python
     (seconds); building the generic fast tokenizer on the Rust object gives the same ids
-    (checked in tests/models/test_embedded.py) in a fraction of the time.
+    (checked in tests/lm/test_embedded.py) in a fraction of the time.
     """
     from transformers import PreTrainedTokenizerFast
 
