@@ -15,6 +15,7 @@ from potentia.api import register_sampler, sample
 from potentia.constraints.cfg import cfg
 from potentia.constraints.json_schema import json_schema as json
 from potentia.constraints.lexical import contains, excludes, length, span_of
+from potentia.constraints.ltl import ltl
 from potentia.constraints.predicate import predicate
 from potentia.constraints.regex import regex
 from potentia.lm import LM
@@ -31,6 +32,7 @@ __all__ = [
     "cfg",
     "json",
     "predicate",
+    "ltl",
     "contains",
     "excludes",
     "length",
