@@ -36,7 +36,7 @@ import jsonschema
 import jsonschema_specifications
 import llguidance
 
-from potentia.constraints.llg import LLGConstraint, llg_tokenizer
+from potentia.constraints.llg import NO_FORCING, LLGConstraint, _check_limits, llg_tokenizer
 from potentia.potentials.base import Vocabulary
 
 __all__ = ["json_schema", "JSONSchema", "relax_schema", "EARLY", "LATE"]
@@ -327,6 +327,7 @@ class JSONSchema(LLGConstraint):
         formats: Assert ``format`` with jsonschema's format checker (default ``True``);
             ``False`` treats ``format`` as an annotation, the 2020-12 default.
         vocab: The vocabulary (default: bytes; use :meth:`lift` for a token vocabulary).
+        limits: llguidance resource limits (see :class:`~potentia.constraints.llg.LLGConstraint`).
     """
 
     def __init__(
@@ -336,6 +337,7 @@ class JSONSchema(LLGConstraint):
         property_order: Literal["any", "schema"] = "any",
         formats: bool = True,
         vocab: Vocabulary | None = None,
+        limits: dict | None = None,
     ) -> None:
         self.model = None
         if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
@@ -371,8 +373,14 @@ class JSONSchema(LLGConstraint):
         self.schema, self.whitespace, self.property_order = schema, whitespace, property_order
         checker = jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None
         self.validator = cls(schema, format_checker=checker)
-        self.relaxed, lark = self._engine_grammar(schema, vocab)
-        super().__init__(lark, vocab, check=self._valid, name="json")
+        self.limits = _check_limits(limits)
+        self.fallback: str | None = None
+        self.relaxed, lark, root = self._engine_grammar(schema)
+        super().__init__(
+            lark, None, check=self._valid, name="json", check_exact=True, limits=limits, _root=root
+        )
+        if vocab is not None and vocab != self.vocab:
+            self._compile(vocab)
 
     def _lark(self, relaxed: Any) -> str:
         if self.whitespace == "none":
@@ -382,18 +390,26 @@ class JSONSchema(LLGConstraint):
         body = f"%json {json.dumps(_with_options(relaxed, {'whitespace_flexible': True}))}"
         return f"start: WS? value WS?\nvalue: {body}\nWS: /[ \\t\\n\\r]+/\n"
 
-    def _engine_grammar(self, schema: Any, vocab: Vocabulary | None) -> tuple[Any, str]:
-        """Relax until llguidance compiles it; the last resort is any JSON value."""
+    def _engine_grammar(self, schema: Any) -> tuple[Any, str, llguidance.LLMatcher]:
+        """Relax until llguidance compiles it; the last resort is any JSON value.
+
+        Each attempt builds the byte-level root matcher directly (the constructor validates
+        the grammar), so a grammar is compiled and validated once, and the matcher that
+        validated it is the one the constraint keeps.
+        """
         drop: set[str] = set()
         safe = False
         tok = llg_tokenizer(Vocabulary.bytes256())
+        lim = LLGConstraint._llg_limits(self, 1)
+        err = ""
         for _ in range(8):
             relaxed = relax_schema(schema, self.property_order, drop, safe)
             lark = self._lark(relaxed)
-            grammar = llguidance.LLMatcher.grammar_from_lark(lark)
-            err = llguidance.LLMatcher.validate_grammar(grammar, tok)
-            if not err:
-                return relaxed, lark
+            grammar = llguidance.LLMatcher.grammar_from_lark(NO_FORCING + lark)
+            root = llguidance.LLMatcher(tok, grammar, log_level=0, limits=lim)
+            if not root.is_error():
+                return relaxed, lark, root
+            err = root.get_error()
             m = re.search(r"Unimplemented keys: \[([^\]]*)\]", err)
             if m:
                 drop |= {k.strip().strip('"') for k in m.group(1).split(",")}
@@ -402,7 +418,9 @@ class JSONSchema(LLGConstraint):
             else:
                 break
         self.fallback = err
-        return True, self._lark(True)
+        lark = self._lark(True)
+        grammar = llguidance.LLMatcher.grammar_from_lark(NO_FORCING + lark)
+        return True, lark, llguidance.LLMatcher(tok, grammar, log_level=0, limits=lim)
 
     def _valid(self, data: bytes) -> bool:
         try:
@@ -439,7 +457,13 @@ class JSONSchema(LLGConstraint):
         return sorted(found)
 
 
+#: Engine options on every schema: ``\\uXXXX`` escapes of any character (and surrogate
+#: pairs) in strings without a regex-like constraint.
+_ESCAPES = {"json_allow_general_unicode_escapes": True}
+
+
 def _with_options(relaxed: Any, opts: dict) -> Any:
+    opts = {**_ESCAPES, **opts}
     if relaxed is True:
         relaxed = {}
     if relaxed is False:
@@ -452,6 +476,7 @@ def json_schema(
     whitespace: Literal["json", "none"] = "json",
     property_order: Literal["any", "schema"] = "any",
     formats: bool = True,
+    limits: dict | None = None,
 ) -> JSONSchema:
     """A byte-level hard constraint: the output is a JSON document valid for ``schema``.
 
@@ -461,6 +486,9 @@ def json_schema(
         property_order: ``"any"`` (default: JSON semantics) or ``"schema"`` (properties in
             the schema's order, ``required`` enforced early).
         formats: Assert ``format`` (default) or treat it as an annotation.
+        limits: llguidance resource limits, e.g. ``{"step_lexer_fuel": 2_000_000}``; only
+            needed when a query raises ``EngineLimitError`` (queries already retry on a
+            fresh matcher with these limits raised 10x and 100x).
 
     Raises:
         ValueError: if the schema is invalid, or uses a remote ``$ref``.
@@ -471,4 +499,4 @@ def json_schema(
         >>> c.complete(list(b"[1, 2]")), c.complete(list(b"[1, 1]"))
         (0.0, -inf)
     """
-    return JSONSchema(schema, whitespace, property_order, formats)
+    return JSONSchema(schema, whitespace, property_order, formats, limits=limits)

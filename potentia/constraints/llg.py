@@ -25,6 +25,16 @@ once a state holds them: :meth:`LLGState.advance` deep-copies (a few µs) and co
 :meth:`LLGState.select` shares references, so states are persistent and cheap to fork.
 ``logw_tokens`` checks one token with ``validate_tokens`` (no mask);
 ``logw_next`` fills llguidance's bitmask and expands it to a log-weight matrix.
+
+Engine errors. llguidance reports a resource limit (lexer fuel, lexer states, ...) by
+putting the matcher into an error state, and the matchers copied from one root share the
+lexer's caches, so one heavy query can make every later query of the same object fail.
+An engine error is therefore never read as weight zero: the query is rerun on a matcher
+compiled afresh (a clean cache), then with the limits raised 10x and 100x (see
+:data:`ESCALATION`); the poisoned root is replaced. If every try fails, ``complete``
+falls back on the exact ``check`` when the builder declares it exact (``check_exact``),
+and every other query raises :class:`EngineLimitError`, which names the limit and how to
+raise it (``limits=``). Answers never depend on the order of earlier queries.
 """
 
 from __future__ import annotations
@@ -38,13 +48,43 @@ import numpy as np
 
 from potentia.potentials.base import Potential, PotentialState, Vocabulary
 
-__all__ = ["LLGConstraint", "LLGState", "llg_tokenizer", "NO_FORCING"]
+__all__ = ["LLGConstraint", "LLGState", "llg_tokenizer", "EngineLimitError", "NO_FORCING"]
 
 NO_FORCING = '%llguidance {"no_forcing": true}\n'
 _EOS_BYTES = b"\xff[potentia-eos]"
+#: Factors applied to llguidance's resource limits when a query hits one (first a fresh
+#: matcher with the given limits, then larger ones).
+ESCALATION = (1, 10, 100)
+_LIMIT_DEFAULTS = {
+    "step_lexer_fuel": 200_000,
+    "initial_lexer_fuel": 1_000_000,
+    "step_max_items": 50_000,
+    "max_lexer_states": 250_000,
+}
+_LIMIT_KEYS = (*_LIMIT_DEFAULTS, "max_items_in_row", "max_grammar_size", "precompute_large_lexemes")
+
+
+class EngineLimitError(RuntimeError):
+    """llguidance hit a resource limit on a query, even after a fresh, larger retry."""
+
+
 _TOKENIZERS: weakref.WeakKeyDictionary[Vocabulary, llguidance.LLTokenizer] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def _check_limits(limits: dict | None) -> dict:
+    if limits is None:
+        return {}
+    if not isinstance(limits, dict):
+        raise TypeError(
+            f"`limits` is {type(limits).__name__}; pass a dict such as "
+            "{'step_lexer_fuel': 2_000_000}."
+        )
+    bad = sorted(set(limits) - set(_LIMIT_KEYS))
+    if bad:
+        raise ValueError(f"`limits` has unknown keys {bad}; use some of {list(_LIMIT_KEYS)}.")
+    return dict(limits)
 
 
 class _VocabTokenizer:
@@ -101,6 +141,12 @@ class LLGConstraint(Potential):
         check: Optional exact test of a finished byte string, applied at EOS on top of the
             engine's accepting state (returns ``True`` to accept).
         name: A short description used in ``repr`` and error messages.
+        check_exact: ``check`` alone decides membership (the engine's language is a
+            superset); then ``complete`` still answers through ``check`` when the engine
+            hits a resource limit.
+        limits: llguidance resource limits (``LLParserLimits`` fields, e.g.
+            ``{"step_lexer_fuel": 2_000_000}``); each query retries with them raised
+            10x and 100x before it gives up (see the module docstring).
 
     Raises:
         ValueError: if llguidance rejects the grammar, or the language is empty.
@@ -115,24 +161,28 @@ class LLGConstraint(Potential):
         *,
         check: Callable[[bytes], bool] | None = None,
         name: str = "grammar",
+        check_exact: bool = False,
+        limits: dict | None = None,
+        _root: llguidance.LLMatcher | None = None,
     ) -> None:
         self.lark = lark
         self.check = check
         self.name = name
-        self._compile(Vocabulary.bytes256() if vocab is None else vocab)
+        self.check_exact = check_exact and check is not None
+        self.limits = _check_limits(limits)
+        self._compile(Vocabulary.bytes256() if vocab is None else vocab, _root)
 
     # ----- compilation ---------------------------------------------------------------
-    def _compile(self, vocab: Vocabulary) -> None:
+    def _compile(self, vocab: Vocabulary, root: llguidance.LLMatcher | None = None) -> None:
+        """Build the grammar and its root matcher once (the constructor validates it)."""
         self.vocab = vocab
         self.tokenizer = llg_tokenizer(vocab)
-        grammar = llguidance.LLMatcher.grammar_from_lark(NO_FORCING + self.lark)
-        err = llguidance.LLMatcher.validate_grammar(grammar, self.tokenizer)
-        if err:
-            raise ValueError(f"{self.name}: llguidance rejects the grammar: {err.strip()}")
-        root = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
+        self._grammar = llguidance.LLMatcher.grammar_from_lark(NO_FORCING + self.lark)
+        if root is None:
+            root = self._new_root(1)
         if root.is_error():
-            raise ValueError(f"{self.name}: llguidance rejects the grammar: {root.get_error()}")
-        self._grammar = grammar
+            err = root.get_error().strip()
+            raise ValueError(f"{self.name}: llguidance rejects the grammar: {err}")
         self._root = root
         lengths = np.fromiter((len(t) for t in vocab.tokens), dtype=np.int64, count=len(vocab))
         self._empty = np.flatnonzero(lengths == 0)
@@ -140,10 +190,22 @@ class LLGConstraint(Potential):
         if vocab == Vocabulary.bytes256():
             self._check_nonempty()
 
+    def _llg_limits(self, factor: int) -> llguidance.LLParserLimits:
+        lim = dict(self.limits)
+        for k, v in _LIMIT_DEFAULTS.items():
+            lim[k] = lim.get(k, v) * factor
+        return llguidance.LLParserLimits(**lim)
+
+    def _new_root(self, factor: int) -> llguidance.LLMatcher:
+        return llguidance.LLMatcher(
+            self.tokenizer, self._grammar, log_level=0, limits=self._llg_limits(factor)
+        )
+
     def _check_nonempty(self) -> None:
         """Raise if no string is in the language (checked at the byte level)."""
-        bits = self._mask_bits([self._root])[0]
-        if not bits[: len(self.vocab)].any() and not self._root.is_accepting():
+        root = [self._root]
+        bits = self._mask_bits(root, [[]])[0]
+        if not bits[: len(self.vocab)].any() and not root[0].is_accepting():
             raise ValueError(
                 f"{self.name}: the constraint's language is empty (no string satisfies it); "
                 "check the pattern, grammar or schema for contradictory parts."
@@ -167,37 +229,114 @@ class LLGConstraint(Potential):
     def _fresh(self) -> llguidance.LLMatcher:
         return self._root.deep_copy()
 
+    def _tokens(self, context: list[int]) -> list[int]:
+        return [t for t in context if self.vocab.tokens[t]]
+
     def _run(self, context: list[int]) -> llguidance.LLMatcher | None:
-        """A matcher after ``context``, or ``None`` if the prefix is not viable."""
+        """A matcher after ``context``, or ``None`` if the prefix is not viable.
+
+        Raises:
+            EngineLimitError: if the engine fails on ``context`` even with raised limits.
+        """
+        toks = self._tokens(context)
         m = self._fresh()
-        toks = [t for t in context if self.vocab.tokens[t]]
-        if toks and m.try_consume_tokens(toks) != len(toks):
-            return None
-        return None if m.is_error() else m
+        n = m.try_consume_tokens(toks) if toks else 0
+        if m.is_error():  # a rejected token leaves no error: this is the engine failing
+            return self._recover(toks, m.get_error())[0]
+        return m if n == len(toks) else None
+
+    def _recover(
+        self, toks: list[int], err: str, start: int = 0
+    ) -> tuple[llguidance.LLMatcher | None, int]:
+        """Rerun ``toks`` on fresh matchers with growing limits, from ``ESCALATION[start]``.
+
+        The root is replaced by a fresh one (the old one's shared caches may be spent).
+        Returns the matcher (``None``: not viable) and the escalation step that worked.
+        """
+        self._root = self._new_root(1)
+        for level in range(start, len(ESCALATION)):
+            root = self._root if ESCALATION[level] == 1 else self._new_root(ESCALATION[level])
+            m = root.deep_copy()
+            n = m.try_consume_tokens(toks) if toks else 0
+            if not m.is_error():
+                return (m if n == len(toks) else None), level
+            err = m.get_error()
+        raise self._limit_error(err)
+
+    def _limit_error(self, err: str) -> EngineLimitError:
+        first = err.strip().splitlines()[0] if err.strip() else "unknown engine error"
+        top = ESCALATION[-1]
+        raised = ", ".join(
+            f"{k}={self.limits.get(k, v) * top:_}" for k, v in _LIMIT_DEFAULTS.items()
+        )
+        return EngineLimitError(
+            f"{self.name}: llguidance failed on this query ({first!r}) even on a fresh matcher "
+            f"with its limits raised {top}x ({raised}). Pass larger limits, e.g. "
+            "`limits={'step_lexer_fuel': 100_000_000}` to `potentia.json(...)` or "
+            "`LLGConstraint(...)`, or simplify the schema/grammar."
+        )
 
     def _accepts(self, m: llguidance.LLMatcher, context: list[int]) -> bool:
-        if not m.is_accepting():
+        acc = m.is_accepting()
+        if m.is_error():
+            try:
+                m2 = self._recover(self._tokens(context), m.get_error())[0]
+            except EngineLimitError:
+                if not self.check_exact:
+                    raise
+                return bool(self.check(self.vocab.decode_bytes(context)))
+            acc = m2 is not None and m2.is_accepting()
+        if not acc:
             return False
         if self.check is None:
             return True
         return bool(self.check(self.vocab.decode_bytes(context)))
 
-    def _mask_bits(self, matchers: list[llguidance.LLMatcher]) -> np.ndarray:
-        """Allowed-token bits of each matcher, shape ``(n, V)`` as booleans."""
+    def _mask_bits(
+        self, matchers: list[llguidance.LLMatcher], contexts: list[list[int]]
+    ) -> np.ndarray:
+        """Allowed-token bits of each matcher, shape ``(n, V)`` as booleans.
+
+        A matcher that fails while computing its mask is replaced in ``matchers`` (in
+        place) by a recovered one for the same context (see :meth:`_recover`).
+        """
         words = np.zeros((len(matchers), self._nwords), dtype=np.int32)
         for i, m in enumerate(matchers):
             row = words[i]
             m.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
+            level = 0
+            while m.is_error():
+                toks = self._tokens(contexts[i])
+                if level >= len(ESCALATION):
+                    raise self._limit_error(m.get_error())
+                m, level = self._recover(toks, m.get_error(), level)
+                if m is None:  # cannot happen for a viable context; fail loudly if it does
+                    raise self._limit_error("a viable prefix became non-viable on a retry")
+                matchers[i] = m
+                row[:] = 0
+                m.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
+                level += 1
         bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")
         return bits[:, : len(self.vocab)].view(bool)
 
-    def _vectors(self, matchers: list[llguidance.LLMatcher | None], eos: np.ndarray) -> np.ndarray:
-        """Log-weight matrix ``(n, V + 1)`` from matchers (``None`` = dead) and EOS weights."""
+    def _vectors(
+        self,
+        matchers: list[llguidance.LLMatcher | None],
+        eos: np.ndarray,
+        contexts: list[list[int]],
+    ) -> np.ndarray:
+        """Log-weight matrix ``(n, V + 1)`` from matchers (``None`` = dead) and EOS weights.
+
+        A matcher recovered while computing its mask replaces the old one in ``matchers``.
+        """
         V = len(self.vocab)
         out = np.full((len(matchers), V + 1), -np.inf)
         live = [i for i, m in enumerate(matchers) if m is not None]
         if live:
-            bits = self._mask_bits([matchers[i] for i in live])
+            sub = [matchers[i] for i in live]
+            bits = self._mask_bits(sub, [contexts[i] for i in live])
+            for i, m in zip(live, sub):
+                matchers[i] = m
             block = out[live, :V]
             block[bits] = 0.0
             if self._empty.size:
@@ -211,8 +350,13 @@ class LLGConstraint(Potential):
         return 0.0 if self._run(context) is not None else -np.inf
 
     def _complete(self, context: list[int]) -> float:
-        m = self._run(context)
-        return 0.0 if m is not None and self._accepts(m, context) else -np.inf
+        try:
+            m = self._run(context)
+            return 0.0 if m is not None and self._accepts(m, context) else -np.inf
+        except EngineLimitError:
+            if not self.check_exact:
+                raise
+            return 0.0 if self.check(self.vocab.decode_bytes(context)) else -np.inf
 
     def _logw_next(self, context: list[int]) -> np.ndarray:
         return self._batch_logw_next([context])[0]
@@ -225,7 +369,7 @@ class LLGConstraint(Potential):
                 for m, c in zip(ms, contexts)
             ]
         )
-        return self._vectors(ms, eos)
+        return self._vectors(ms, eos, contexts)
 
     def init_state(self, n: int) -> LLGState:  # noqa: D102
         return LLGState(self, [self._root] * n, [[] for _ in range(n)])
@@ -274,7 +418,7 @@ class LLGState(PotentialState):
 
     def logw_next(self) -> np.ndarray:  # noqa: D102
         if self._next is None:
-            self._next = self.potential._vectors(self.matchers, self._eos_weights())
+            self._next = self.potential._vectors(self.matchers, self._eos_weights(), self._contexts)
         return self._next
 
     def allowed(self) -> np.ndarray:
@@ -286,7 +430,10 @@ class LLGState(PotentialState):
         out = np.zeros((len(self.matchers), V + 1), dtype=bool)
         live = [i for i, m in enumerate(self.matchers) if m is not None]
         if live:
-            out[live, :V] = p._mask_bits([self.matchers[i] for i in live])
+            sub = [self.matchers[i] for i in live]
+            out[live, :V] = p._mask_bits(sub, [self._contexts[i] for i in live])
+            for i, m in zip(live, sub):
+                self.matchers[i] = m  # an equivalent matcher recovered from an engine error
             if p._empty.size:
                 out[np.ix_(live, p._empty)] = True
         out[:, V] = self._eos_weights() > -np.inf
@@ -310,22 +457,33 @@ class LLGState(PotentialState):
                 res.append(-np.inf)
             elif t == V:
                 res.append(self._eos_weights()[r])
+            elif not vtoks[t]:
+                res.append(0.0)
             else:
-                res.append(0.0 if (not vtoks[t] or m.validate_tokens([t])) else -np.inf)
+                ok = m.validate_tokens([t])
+                if not ok and m.is_error():
+                    m = p._recover(p._tokens(self._contexts[r]), m.get_error())[0]
+                    matchers[r] = m
+                    ok = m is not None and m.validate_tokens([t])
+                res.append(0.0 if ok else -np.inf)
         return np.array(res, dtype=float)
 
     def advance(self, tokens: np.ndarray) -> LLGState:  # noqa: D102
         tokens = self._row_tokens(tokens)
         vtoks = self.potential.vocab.tokens
+        p = self.potential
         new: list[llguidance.LLMatcher | None] = []
-        for m, t in zip(self.matchers, tokens.tolist()):
+        ctxs = [c + [t] for c, t in zip(self._contexts, tokens.tolist())]
+        for m, t, c in zip(self.matchers, tokens.tolist(), ctxs):
             if m is None or not vtoks[t]:
                 new.append(m)
                 continue
             m2 = m.deep_copy()
-            ok = m2.consume_token(t)
-            new.append(m2 if ok and not m2.is_error() else None)
-        ctxs = [c + [t] for c, t in zip(self._contexts, tokens.tolist())]
+            ok = m2.try_consume_tokens([t]) == 1
+            if m2.is_error():  # the engine failed (a rejection leaves no error): rerun
+                m2, _ = p._recover(p._tokens(c), m2.get_error())
+                ok = m2 is not None
+            new.append(m2 if ok else None)
         return LLGState(self.potential, new, ctxs)
 
     def select(self, rows: np.ndarray) -> LLGState:  # noqa: D102
