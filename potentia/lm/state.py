@@ -1,4 +1,4 @@
-r"""The language-model potential: log P(x | prompt) of a transformers causal LM.
+r"""The language-model potential: log P(x | prompt) of an LM, over any backend.
 
 For a prompt p and a context x = x_1..x_T of vocabulary positions,
 
@@ -9,79 +9,35 @@ For a prompt p and a context x = x_1..x_T of vocabulary positions,
 where P is the model's softmax over its *whole* output layer: the mass of tokens left out of
 the vocabulary (special/control tokens) is simply absent, so rows may sum to less than one.
 
-The batch state (:class:`LMState`) is the fast path the engines use. Its invariants:
+The model runs behind the LM's :class:`~potentia.lm.backend.Backend`. The batch state
+(:class:`LMState`) is the fast path the engines use. Its invariants:
 
 * all rows hold contexts of one length (engines advance every row together);
-* a KV cache covers the prompt and each row's context except the ``pending`` tokens, which
-  :meth:`LMState.advance` appends without running the model;
-* :meth:`LMState.logw_next` runs **one** forward pass of the pending tokens for all rows,
+* a backend cache covers the prompt and each row's context except the ``pending`` tokens,
+  which :meth:`LMState.advance` appends without running the model;
+* :meth:`LMState.logw_next` runs **one** forward of the pending tokens for all rows
+  (:meth:`Backend.step <potentia.lm.backend.Backend.step>`: equal contexts share a row),
   memoises the next-token matrix, and the state keeps the extended cache;
-* :meth:`LMState.select` composes a row map lazily; the next forward reindexes the cache by
-  ``index_select`` (no recomputation), which drops the rows not selected;
+* :meth:`LMState.select` composes a row map lazily; the next forward forks and drops cache
+  rows by it (no recomputation);
 * the prompt is prefilled once per potential and shared by every state.
 
-States are never mutated visibly: a forward builds a *new* cache container, so two states
-advanced differently from one parent never see each other's tokens.
+States are never mutated visibly: a backend forward leaves the cache it started from as it
+was, so two states advanced differently from one parent never see each other's tokens.
 """
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 import torch
 
+from potentia.lm.backend import log_probs
 from potentia.potentials.base import Potential, PotentialState
 
 __all__ = ["LMPotential", "LMState"]
-
-_SUPPORTED_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer")
-
-
-def fork_cache(cache, rows: torch.Tensor | None = None):
-    """A new cache container over the same tensors, optionally reindexed by ``rows``.
-
-    transformers' dynamic cache layers replace their tensors on update (``torch.cat``)
-    instead of writing into them, so a shallow copy of the container and of each layer is
-    enough for the original to stay untouched by later forwards of the copy.
-    """
-    new = copy.copy(cache)
-    new.layers = []
-    for layer in cache.layers:
-        lay = copy.copy(layer)
-        if rows is not None and getattr(layer, "is_initialized", False):
-            if layer.keys is not None and layer.keys.numel():
-                lay.keys = layer.keys.index_select(0, rows)
-                lay.values = layer.values.index_select(0, rows)
-        new.layers.append(lay)
-    return new
-
-
-def forward(lm: Any, ids: torch.Tensor, cache, keep: int) -> tuple[torch.Tensor, object]:
-    """One forward pass: logits of the last ``keep`` positions and the extended cache."""
-    kw = {lm.cache_arg: cache} if cache is not None else {}
-    with torch.inference_mode():
-        out = lm.model(input_ids=ids, use_cache=True, logits_to_keep=keep, **kw)
-    new = getattr(out, "cache", None)
-    return out.logits, new if new is not None else out.past_key_values
-
-
-def log_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """Log-softmax in float64 (the slow context path; see :meth:`LMPotential.to_vocab`)."""
-    return torch.log_softmax(logits.to(torch.float64), dim=-1)
-
-
-def _check_cache(cache) -> None:
-    for layer in getattr(cache, "layers", [None]):
-        name = type(layer).__name__
-        if name not in _SUPPORTED_LAYERS:
-            raise ValueError(
-                f"the model's KV cache has a layer of type {name}; potentia's LM potential "
-                f"supports transformers' dynamic caches ({', '.join(_SUPPORTED_LAYERS)}), "
-                "i.e. attention-only causal LMs."
-            )
 
 
 class LMPotential(Potential):
@@ -114,12 +70,9 @@ class LMPotential(Potential):
 
     # ----- model calls ----------------------------------------------------------------
     def _prefill(self) -> tuple:
-        """Run the prompt once; keep its cache (batch 1) and next-token log-probs."""
+        """Run the prompt once; keep its backend cache (one row) and next-token scores."""
         if self._prompt is None:
-            ids = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.lm.device)
-            logits, cache = forward(self.lm, ids, None, 1)
-            _check_cache(cache)
-            self._prompt = (cache, log_softmax(logits[0, -1]))
+            self._prompt = self.lm.backend.prefill(self.prompt_ids)
         return self._prompt
 
     def _full_logprobs(self, context: list[int]) -> torch.Tensor:
@@ -128,12 +81,11 @@ class LMPotential(Potential):
         Row ``t`` is the distribution of the token after ``context[:t]`` (``T + 1`` rows).
         """
         self._check_length(len(context))
-        cache, lp0 = self._prefill()
-        if not context:
-            return lp0[None]
-        ids = torch.as_tensor(self.lm.vocab.ids[context], device=self.lm.device)[None]
-        logits, _ = forward(self.lm, ids, fork_cache(cache), len(context))
-        return torch.cat([lp0[None], log_softmax(logits[0])], dim=0)
+        cache, s0 = self._prefill()
+        rows = [s0[None]]
+        if context:
+            rows.append(self.lm.backend.score(cache, self.lm.vocab.ids[context]))
+        return torch.log_softmax(torch.cat(rows, dim=0).double(), dim=-1)
 
     def _check_length(self, n_generated: int) -> None:
         total = len(self.prompt_ids) + n_generated
@@ -145,24 +97,8 @@ class LMPotential(Potential):
             )
 
     def to_vocab(self, scores: torch.Tensor) -> np.ndarray:
-        """Log-probs over vocabulary positions plus EOS from full-output-layer scores.
-
-        ``scores`` are logits (or log-probs) of shape ``(n, N)`` or ``(N,)``; the result has
-        shape ``(n, V + 1)`` or ``(V + 1,)``. The normaliser is accumulated in float64
-        (float32 sums over ~10^5 logits are off by ~3e-5), but the big arrays stay in the
-        input's dtype: the exponentials are the only pass over all logits.
-        """
-        lm = self.lm
-        x = scores if scores.dim() == 2 else scores[None]
-        m = x.max(dim=-1, keepdim=True).values
-        lse = m[:, 0].double() + torch.exp(x - m).sum(dim=-1, dtype=torch.float64).log()
-        V = len(lm.vocab)
-        out = np.empty((x.shape[0], V + 1))
-        out[:, :V] = x.index_select(-1, lm.vocab_ids_t).cpu().numpy()
-        eos = x.index_select(-1, lm.eos_ids_t).double()
-        out[:, V] = torch.logsumexp(eos, dim=-1).cpu().numpy()
-        out -= lse.cpu().numpy()[:, None]
-        return out if scores.dim() == 2 else out[0]
+        """Log-probs over vocabulary positions plus EOS (see :func:`~potentia.lm.backend.log_probs`)."""
+        return log_probs(scores, self.lm.vocab_ids_t, self.lm.eos_ids_t)
 
     # ----- context methods (slow path: one forward per context) ----------------------
     def _run(self, context: list[int]) -> None:
@@ -229,7 +165,7 @@ class LMState(PotentialState):
     Args:
         potential: The LM potential.
         contexts: The contexts (vocabulary positions), one per row.
-        cache: A transformers cache covering the prompt and the contexts minus ``pending``.
+        cache: A backend cache covering the prompt and the contexts minus ``pending``.
         rows: Row ``r`` of this state is row ``rows[r]`` of ``cache`` (``None``: identity).
         pending: Tokenizer ids appended since the cache was last extended, shape ``(n, k)``.
     """
@@ -269,25 +205,13 @@ class LMState(PotentialState):
             self._memo = np.repeat(pot.to_vocab(pot._prefill()[1])[None], n, axis=0)
         else:
             # Rows with equal contexts (copies made by resampling) share one forward row:
-            # the cache keeps one row per distinct context and ``_rows`` maps back to it.
-            lm = pot.lm
-            first: dict[tuple[int, ...], int] = {}
-            inverse = np.array([first.setdefault(tuple(c), len(first)) for c in self._contexts])
-            reps = np.unique(inverse, return_index=True)[1]
-            base = np.arange(n) if self._rows is None else self._rows
-            src = base[reps]
-            n_cache = self._cache.layers[0].keys.shape[0]
-            identity = len(src) == n_cache and np.array_equal(src, np.arange(n_cache))
-            idx = None if identity else torch.as_tensor(src, device=lm.device)
-            cache = fork_cache(self._cache, idx)
-            ids = torch.as_tensor(self._pending[reps], device=lm.device)
-            logits, self._cache = forward(lm, ids, cache, 1)
+            # the new cache keeps one row per distinct context and ``_rows`` maps back to it.
+            scores, self._cache, inverse = pot.lm.backend.step(
+                self._cache, self._rows, self._contexts, self._pending
+            )
             self._pending = self._pending[:, :0]
-            lp = pot.to_vocab(logits[:, -1])
-            if len(reps) == n:  # all distinct: rows are in first-occurrence order = 0..n-1
-                self._rows, self._memo = None, lp
-            else:
-                self._rows, self._memo = inverse, lp[inverse]
+            lp = pot.to_vocab(scores)
+            self._rows, self._memo = inverse, lp if inverse is None else lp[inverse]
         return self._memo
 
     def advance(self, tokens: np.ndarray) -> LMState:

@@ -46,6 +46,18 @@ def test_missing_gemma_package_prints_the_pip_command(monkeypatch, tmp_path):
 def test_loaders_are_cached_per_process(gemma, smollm):
     assert embedded.load_gemma(potentia.LM) is gemma and potentia.LM.default() is gemma
     assert embedded.load_smollm2(potentia.LM) is smollm and potentia.LM.smollm2() is smollm
+    assert potentia.LM.default(dtype="fp32") is gemma and gemma.dtype == "fp32"
+
+
+@pytest.mark.real_model
+def test_loaded_models_are_cached_per_dtype(smollm, smollm_bf16):
+    """One cached model per weight type; the bf16 one reads the same converted folder."""
+    assert potentia.LM.smollm2(dtype="bf16") is smollm_bf16
+    assert potentia.LM.smollm2(dtype=torch.bfloat16) is smollm_bf16
+    assert smollm_bf16 is not smollm and smollm_bf16.dtype == "bf16"
+    assert {p.dtype for p in smollm_bf16.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in smollm.model.parameters()} == {torch.float32}
+    assert smollm_bf16.vocab == smollm.vocab and smollm_bf16.eos_ids == smollm.eos_ids
 
 
 @pytest.mark.real_model
