@@ -17,10 +17,17 @@ from potentia.result import Result
 from potentia.samplers.awrs import AWRS
 from potentia.samplers.base import TokenSampler
 from potentia.samplers.direct import DirectSampler
-from potentia.smc.engine import smc, validate_run_args
+from potentia.smc.engine import smc, validate_budgets, validate_run_args
 from potentia.smc.resampling import get_scheme
 
-__all__ = ["sample", "register_sampler", "register_method", "SAMPLERS", "METHODS"]
+__all__ = [
+    "sample",
+    "register_sampler",
+    "register_method",
+    "SAMPLERS",
+    "METHODS",
+    "TRIE_LM_CALLS_PER_TOKEN",
+]
 
 #: Token samplers by name: ``factory(lm_potential, constraint_or_None) -> TokenSampler``.
 SAMPLERS: dict[str, Callable[[Potential, Potential | None], TokenSampler]] = {}
@@ -45,9 +52,16 @@ def _awrs(lm: Potential, constraint: Potential | None) -> TokenSampler:
 register_sampler("direct", _direct)
 register_sampler("awrs", _awrs)
 
-#: Whole-string engines other than SMC, by name:
-#: ``run(model, prompt, constraint, n=..., max_tokens=..., seed=...) -> Result``.
+#: Whole-string engines other than SMC, by name: ``run(model, prompt, constraint, n=...,
+#: max_tokens=..., seed=..., max_attempts=..., max_lm_calls=..., time_limit=...,
+#: progress=...) -> Result`` (a budget of ``None`` means no limit).
 METHODS: dict[str, Callable[..., Result]] = {}
+
+#: Default LM-call budget of the trie methods, per particle and generated token: ``pt.sample``
+#: with ``method="asap"|"cars"|"lcd"`` and ``max_lm_calls=None`` stops after
+#: ``TRIE_LM_CALLS_PER_TOKEN · particles · max_tokens`` LM calls (node expansions, one LM
+#: row each), i.e. the LM rows an SMC run of the same size computes at most.
+TRIE_LM_CALLS_PER_TOKEN = 1
 
 
 def register_method(name: str, run: Callable[..., Result]) -> None:
@@ -56,9 +70,28 @@ def register_method(name: str, run: Callable[..., Result]) -> None:
 
 
 def _trie_method(cls_name: str) -> Callable[..., Result]:
-    def run(model: Any, prompt: Any, constraint: Potential, *, n: int, max_tokens: int, seed):
+    def run(
+        model: Any,
+        prompt: Any,
+        constraint: Potential,
+        *,
+        n: int,
+        max_tokens: int,
+        seed,
+        max_attempts: int | None = None,
+        max_lm_calls: int | None = None,
+        time_limit: float | None = None,
+        progress: bool | None = None,
+    ):
         cls = getattr(asap, cls_name)
-        return cls.from_model(model, prompt, constraint, max_tokens=max_tokens).sample(n, seed)
+        return cls.from_model(model, prompt, constraint, max_tokens=max_tokens).sample(
+            n,
+            seed,
+            max_attempts=max_attempts,
+            max_lm_calls=max_lm_calls,
+            time_limit=time_limit,
+            progress=progress,
+        )
 
     run.__doc__ = f"``{cls_name}`` on a fresh θ trie: ``n`` equally weighted strings."
     return run
@@ -66,6 +99,27 @@ def _trie_method(cls_name: str) -> Callable[..., Result]:
 
 for _name, _cls in (("asap", "ASAp"), ("cars", "CARS"), ("lcd", "LCD")):
     register_method(_name, _trie_method(_cls))
+
+
+def _check_context_window(model: Any, prompt: Any, max_tokens: int) -> None:
+    """Prompt tokens + ``max_tokens`` must fit the model's context (tokenizing only)."""
+    window = getattr(model, "max_length", None)
+    if not isinstance(prompt, str) or not isinstance(window, int) or window <= 0:
+        return
+    if max_tokens >= window:
+        raise ValueError(
+            f"`max_tokens` is {max_tokens} but the model's context window holds {window} "
+            f"tokens; pass max_tokens < {window} (prompt included)."
+        )
+    if not hasattr(model, "prompt_ids"):
+        return
+    n = len(model.prompt_ids(prompt))
+    if n + max_tokens > window:
+        raise ValueError(
+            f"`prompt` has {n} tokens and `max_tokens` is {max_tokens}, together more than "
+            f"the model's context window of {window} tokens; shorten the prompt or pass "
+            f"max_tokens <= {max(window - n, 0)}."
+        )
 
 
 def _lm_potential(model: Any, prompt: Any) -> Potential:
@@ -109,6 +163,9 @@ def sample(
     twist: Potential | None = None,
     on_max_tokens: str = "force_eos",
     progress: bool | None = None,
+    time_limit: float | None = None,
+    max_lm_calls: int | None = None,
+    max_attempts: int | None = None,
 ) -> Result:
     """Draw properly weighted samples of ``LM(· | prompt) × constraint``.
 
@@ -126,7 +183,8 @@ def sample(
         sampler: The token sampler: ``"direct"``, or ``"auto"`` (the best available:
             AWRS for hard constraints when installed, else direct), or any registered name.
         particles: Number of particles.
-        max_tokens: Largest number of generated tokens.
+        max_tokens: Largest number of generated tokens (prompt + ``max_tokens`` must fit
+            the model's context window).
         seed: Seed or ``numpy.random.Generator``.
         ess_threshold: Resample when ESS < threshold · particles.
         resampling: ``"multinomial"``, ``"stratified"``, ``"systematic"`` or ``"residual"``.
@@ -134,11 +192,33 @@ def sample(
         twist: Potential used only to guide resampling (divided out at EOS).
         on_max_tokens: ``"force_eos"`` or ``"truncate"``.
         progress: Progress bar: ``True``, ``False`` or ``None`` (only for runs over 2 s).
+        time_limit: Wall-clock budget in seconds (``None``: none).
+        max_lm_calls: Budget of LM calls: SMC steps (one batched call each) or trie node
+            expansions. ``None``: none for SMC (``max_tokens`` bounds it), and
+            ``TRIE_LM_CALLS_PER_TOKEN · particles · max_tokens`` for the trie methods.
+        max_attempts: Budget of walks for ``method="asap"|"cars"|"lcd"`` (``None``: none).
+
+    When a budget runs out the run returns what it has: the message and
+    ``Result.extra["stopped_by"]`` name the budget and the fix. So does Ctrl-C
+    (``KeyboardInterrupt``): the partial result is returned instead of raised.
 
     Returns:
         A :class:`Result` with the weighted particles, ``posterior`` and ``log_z``.
     """
-    validate_run_args(particles, max_tokens, ess_threshold, on_max_tokens)
+    validate_run_args(particles, max_tokens, ess_threshold, on_max_tokens, "particles")
+    validate_budgets(time_limit, max_lm_calls)
+    if max_attempts is not None:
+        if method == "smc":
+            raise ValueError(
+                "`max_attempts` bounds the walks of method='asap'|'cars'|'lcd'; SMC makes "
+                "one attempt per particle. Use `max_lm_calls` or `time_limit` with SMC."
+            )
+        if (
+            isinstance(max_attempts, bool)
+            or not isinstance(max_attempts, int | np.integer)
+            or max_attempts < 1
+        ):
+            raise ValueError(f"`max_attempts` is {max_attempts!r}; pass an int >= 1, or None.")
     get_scheme(resampling)
     if method != "smc" and method not in METHODS:
         raise ValueError(f"`method` is {method!r}; available: {['smc', *sorted(METHODS)]}.")
@@ -151,11 +231,26 @@ def sample(
         raise ValueError(f"`sampler` is {sampler!r}; choose 'auto' or one of {sorted(SAMPLERS)}.")
     if seed is not None and not isinstance(seed, int | np.integer | np.random.Generator):
         raise TypeError(f"`seed` is {seed!r}; pass an int or a numpy.random.Generator.")
+    if progress is not None and not isinstance(progress, bool):
+        raise TypeError(f"`progress` is {progress!r}; pass True, False or None.")
+    if not isinstance(model, Potential):
+        _check_context_window(model, prompt, max_tokens)
     if method != "smc":
         if not hasattr(model, "potential"):
             raise TypeError(f"`model` is {type(model).__name__}; method={method!r} needs a model.")
+        if max_lm_calls is None:
+            max_lm_calls = TRIE_LM_CALLS_PER_TOKEN * particles * max_tokens
         return METHODS[method](
-            model, prompt, constraint, n=particles, max_tokens=max_tokens, seed=seed
+            model,
+            prompt,
+            constraint,
+            n=particles,
+            max_tokens=max_tokens,
+            seed=seed,
+            max_attempts=max_attempts,
+            max_lm_calls=max_lm_calls,
+            time_limit=time_limit,
+            progress=progress,
         )
     lm = _lm_potential(model, prompt)
     c = _coerce_constraint(constraint, lm.vocab)
@@ -173,4 +268,6 @@ def sample(
         twist=twist,
         on_max_tokens=on_max_tokens,
         progress=progress,
+        time_limit=time_limit,
+        max_lm_calls=max_lm_calls,
     )

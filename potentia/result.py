@@ -81,6 +81,15 @@ class Result:
         return dict(sorted(((k, v / tot) for k, v in agg.items()), key=lambda kv: -kv[1]))
 
     @property
+    def unfinished(self) -> list[tuple[str, str]]:
+        """``(text, status)`` of every particle that did not finish (dead or truncated).
+
+        The text is the particle's prefix when it stopped (for a dead particle, without
+        the token that killed it): what to read when a run fails.
+        """
+        return [(t, s) for t, s in zip(self.texts, self.status) if s != "finished"]
+
+    @property
     def all_dead(self) -> bool:
         """Whether no particle survived."""
         return bool(self.weights.sum() == 0)

@@ -43,7 +43,11 @@ def test_sample_log_z_matches_exact_on_average():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        ({"particles": 0}, ValueError, "n_particles"),
+        ({"particles": 0}, ValueError, "`particles`"),
+        ({"particles": 1.5}, TypeError, "`particles`"),
+        ({"time_limit": -1}, ValueError, "`time_limit`"),
+        ({"max_lm_calls": 0}, ValueError, "`max_lm_calls`"),
+        ({"max_attempts": 5}, ValueError, "`max_attempts`"),
         ({"max_tokens": -1}, ValueError, "max_tokens"),
         ({"ess_threshold": 2}, ValueError, "ess_threshold"),
         ({"resampling": "x"}, ValueError, "resampling"),
@@ -82,3 +86,47 @@ def test_trie_methods_through_the_front_door():
         pt.sample(m, "a", None, method="cars")
     with pytest.raises(ValueError, match="method"):
         pt.sample(m, "a", c, method="beam")
+
+
+def test_budgets_reach_every_engine_through_the_front_door():
+    m = _model()
+    dfa = DFA(m.vocab, np.array([[1, 0, -1], [1, 1, 0]]), [1])
+    out = pt.sample(m, "a", dfa, particles=4, max_tokens=8, max_lm_calls=1, progress=False)
+    assert out.extra["stopped_by"].startswith("`max_lm_calls`=1") and out.n_steps == 1
+    out = pt.sample(m, "a", dfa, particles=4, max_tokens=8, time_limit=1e-9)
+    assert "`time_limit`" in out.message
+    for method in ("asap", "cars", "lcd"):
+        out = pt.sample(m, "a", dfa, method=method, particles=10**6, max_attempts=3)
+        assert out.extra["stopped_by"].startswith("`max_attempts`=3")
+        out = pt.sample(m, "a", dfa, method=method, particles=10**6, max_lm_calls=2)
+        assert out.extra["stopped_by"].startswith("`max_lm_calls`=2")
+
+
+def test_trie_methods_default_lm_call_budget(monkeypatch):
+    seen = {}
+
+    def spy(model, prompt, constraint, **kw):
+        seen.update(kw)
+        return "result"
+
+    monkeypatch.setitem(pt.api.METHODS, "cars", spy)
+    m = _model()
+    dfa = DFA(m.vocab, np.array([[1, 0, -1], [1, 1, 0]]), [1])
+    assert pt.sample(m, "a", dfa, method="cars", particles=3, max_tokens=5) == "result"
+    assert seen["max_lm_calls"] == pt.api.TRIE_LM_CALLS_PER_TOKEN * 3 * 5
+    assert seen["time_limit"] is None and seen["max_attempts"] is None
+    pt.sample(m, "a", dfa, method="cars", max_lm_calls=7, time_limit=2.5, progress=True)
+    assert (seen["max_lm_calls"], seen["time_limit"], seen["progress"]) == (7, 2.5, True)
+
+
+@pytest.mark.real_model
+def test_cars_on_an_unreachable_regex_returns_quickly_with_the_budget(smollm):
+    """Issue 11, reproduction 2: no string fits max_tokens=2; CARS used to run for minutes."""
+    import time
+
+    t0 = time.perf_counter()
+    out = pt.sample(smollm, "Write one long word:", pt.regex(r" [a-z]{30}\."), method="cars",
+                    max_tokens=2)  # fmt: skip
+    assert time.perf_counter() - t0 < 10
+    assert out.texts == [] and out.extra["stopped_by"].startswith("`max_lm_calls`=32 ran out")
+    assert "raise `max_lm_calls`, or use method='smc'" in out.message

@@ -27,6 +27,7 @@ converging. Samplers over a shared trie (``ASAp(trie=...)``) pool their LM calls
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -37,6 +38,7 @@ from potentia.asap.twist import ThetaTwist, TrieSampler, twisted_smc
 from potentia.potentials.base import Potential, logsumexp
 from potentia.result import Result
 from potentia.samplers.base import Draw, rng_draw
+from potentia.smc.engine import validate_budgets
 
 __all__ = [
     "ASAp",
@@ -135,25 +137,44 @@ class TrieMethod:
         rng: np.random.Generator | int | None = None,
         draw: Draw | None = None,
         max_attempts: int | None = None,
+        *,
+        max_lm_calls: int | None = None,
+        time_limit: float | None = None,
+        progress: bool | None = False,
     ) -> Result:
         """Draw ``n`` strings, continuing (and tightening) the trie.
+
+        The budgets are checked before each walk; when one runs out the run returns the
+        strings drawn so far, and the message and ``extra["stopped_by"]`` name the budget.
 
         Args:
             n: Number of strings to return.
             rng: Generator or seed for every random choice.
             draw: Optional ``draw(probs) -> index`` replacing ``rng`` (exact enumeration).
-            max_attempts: Stop after this many walks even if fewer than ``n`` strings were
-                drawn (the message says so); ``None``: no limit.
+            max_attempts: Stop after this many walks; ``None``: no limit.
+            max_lm_calls: Stop once this call has made this many LM calls (node
+                expansions); ``None``: no limit.
+            time_limit: Stop after this many seconds; ``None``: no limit.
+            progress: Progress bar over the strings (``None``: only for runs over 2 s,
+                never under pytest).
 
         Returns:
             A :class:`~potentia.result.Result` with equal weights. ``extra`` holds
             ``lm_calls_after`` (the trie's cumulative LM calls after each string),
             ``attempts`` (walks started), ``failures`` (walks that ended without a string:
             rejections for CARS, dead ends otherwise), ``tokens_generated`` (decoding steps,
-            i.e. what an uncached decoder would pay) and ``log_theta_root``.
+            i.e. what an uncached decoder would pay), ``log_theta_root`` and
+            ``stopped_by`` (the budget that ran out, or ``None``).
         """
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             raise ValueError(f"`n` is {n!r}; pass the number of samples as an int >= 0.")
+        if max_attempts is not None and (
+            isinstance(max_attempts, bool)
+            or not isinstance(max_attempts, int | np.integer)
+            or max_attempts < 1
+        ):
+            raise ValueError(f"`max_attempts` is {max_attempts!r}; pass an int >= 1, or None.")
+        validate_budgets(time_limit, max_lm_calls)
         if draw is None:
             rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
             draw = rng_draw(rng)
@@ -164,20 +185,55 @@ class TrieMethod:
         failures: dict[str, int] = {}
         self._attempts = self._tokens = 0
         self._z_sum = 0.0
-        while len(contexts) < n:
-            if max_attempts is not None and self._attempts >= max_attempts:
-                failures["stopped at max_attempts"] = 0
-                break
-            self._attempts += 1
-            x, why = self._attempt(draw)
-            if x is None:
-                failures[why] = failures.get(why, 0) + 1
-                continue
-            contexts.append(x)
-            lm_after.append(self.trie.lm_calls)
-        return self._result(contexts, lm_after, failures, calls0, t0)
+        stopped_by = None
+        bar = _progress(progress, n, self.name)
+        try:
+            while len(contexts) < n:
+                stopped_by = self._budget_out(
+                    max_attempts, max_lm_calls, time_limit, calls0, t0, len(contexts), n
+                )
+                if stopped_by:
+                    break
+                self._attempts += 1
+                x, why = self._attempt(draw)
+                if bar is not None:
+                    bar.set_postfix(
+                        attempts=self._attempts, lm_calls=self.trie.lm_calls - calls0, refresh=False
+                    )
+                if x is None:
+                    failures[why] = failures.get(why, 0) + 1
+                    continue
+                contexts.append(x)
+                lm_after.append(self.trie.lm_calls)
+                if bar is not None:
+                    bar.update(1)
+        except KeyboardInterrupt:
+            stopped_by = f"interrupted (KeyboardInterrupt) after {len(contexts)} of {n} strings"
+        finally:
+            if bar is not None:
+                bar.close()
+        return self._result(contexts, lm_after, failures, calls0, t0, stopped_by)
 
-    def _result(self, contexts, lm_after, failures, calls0, t0) -> Result:
+    def _budget_out(self, max_attempts, max_lm_calls, time_limit, calls0, t0, got, n):
+        """The budget that ran out, as a sentence with the fix, or ``None``."""
+        short = f"{got} of {n} strings drawn"
+        if max_attempts is not None and self._attempts >= max_attempts:
+            return f"`max_attempts`={max_attempts} ran out ({short}; raise `max_attempts`)"
+        calls = self.trie.lm_calls - calls0
+        if max_lm_calls is not None and calls >= max_lm_calls:
+            return (
+                f"`max_lm_calls`={max_lm_calls} ran out after {self._attempts} attempts "
+                f"({short}; raise `max_lm_calls`, or use method='smc')"
+            )
+        elapsed = time.perf_counter() - t0
+        if time_limit is not None and elapsed >= time_limit:
+            return (
+                f"`time_limit`={time_limit:g} s ran out after {self._attempts} attempts "
+                f"({short}; raise `time_limit`)"
+            )
+        return None
+
+    def _result(self, contexts, lm_after, failures, calls0, t0, stopped_by=None) -> Result:
         n = len(contexts)
         vocab = self.trie.vocab
         log_z, note = self._log_z()
@@ -187,6 +243,8 @@ class TrieMethod:
             f"{failures or 'none'}), {self.trie.lm_calls - calls0} new LM calls, "
             f"trie of {len(self.trie)} nodes; {note}"
         )
+        if stopped_by:
+            message = f"stopped early: {stopped_by}; {message}"
         return Result(
             contexts=contexts,
             texts=[vocab.decode(c) for c in contexts],
@@ -204,6 +262,7 @@ class TrieMethod:
                 "failures": failures,
                 "tokens_generated": self._tokens,
                 "log_theta_root": self.trie.root_logtheta,
+                "stopped_by": stopped_by,
             },
         )
 
@@ -305,8 +364,9 @@ class CARS(TrieMethod):
         rng: np.random.Generator | int | None = None,
         draw: Draw | None = None,
         max_attempts: int | None = None,
+        **budgets,
     ) -> Result:
-        out = super().sample(n, rng, draw, max_attempts)
+        out = super().sample(n, rng, draw, max_attempts, **budgets)
         out.extra["accept_rate"] = len(out.contexts) / max(out.extra["attempts"], 1)
         return out
 
@@ -314,3 +374,11 @@ class CARS(TrieMethod):
         if self._attempts == 0 or self._z_sum == 0:
             return -np.inf, "no attempt accepted, log Z estimate -inf"
         return float(np.log(self._z_sum / self._attempts)), "log_z: consistent estimate"
+
+
+def _progress(progress: bool | None, total: int, name: str):
+    if progress is False or (progress is None and "PYTEST_CURRENT_TEST" in os.environ):
+        return None  # off in tests unless asked for explicitly
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=name, unit="str", delay=0 if progress else 2.0, leave=False)

@@ -267,7 +267,16 @@ class Trie:
         if node.expanded:
             return
         lm_s, c_s = self._states(node)
-        self.record(node, lm_s.logw_next()[0], c_s.logw_next()[0])
+        c_vec = c_s.logw_next()[0]
+        if node.depth >= self.max_tokens and c_vec[len(self.vocab)] == -np.inf:
+            # at the length bound only EOS may follow, and the constraint forbids it:
+            # θ = 0 is known without asking the LM
+            node.tokens = np.zeros(0, dtype=np.int64)
+            node.logp = node.logtheta = np.zeros(0)
+            self._propagate(node)
+            self._check_nonempty()
+            return
+        self.record(node, lm_s.logw_next()[0], c_vec)
 
     def record(self, node: Node, lm_vec: np.ndarray, c_vec: np.ndarray) -> None:
         """Store an expansion computed elsewhere (e.g. by a batched SMC step) and tighten θ.
@@ -298,6 +307,9 @@ class Trie:
         node.logtheta = np.zeros(len(toks))
         self.lm_calls += 1
         self._propagate(node)
+        self._check_nonempty()
+
+    def _check_nonempty(self) -> None:
         if self.root_logtheta == -np.inf:
             raise ValueError(
                 f"the constraint's language is empty under the LM: no string of at most "

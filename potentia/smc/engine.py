@@ -61,19 +61,35 @@ __all__ = [
     "finish",
     "check_kernel",
     "validate_run_args",
+    "validate_budgets",
+    "halt",
 ]
 
 
 def validate_run_args(
-    n_particles: object, max_tokens: object, ess_threshold: object, on_max_tokens: object
+    n_particles: object,
+    max_tokens: object,
+    ess_threshold: object,
+    on_max_tokens: object,
+    particles_name: str = "n_particles",
 ) -> None:
-    """Raise ``TypeError``/``ValueError`` for bad engine arguments (before any LM call)."""
+    """Raise ``TypeError``/``ValueError`` for bad engine arguments (before any LM call).
+
+    Args:
+        n_particles: Number of particles.
+        max_tokens: Length bound.
+        ess_threshold: Resampling threshold.
+        on_max_tokens: ``"force_eos"`` or ``"truncate"``.
+        particles_name: The public name of ``n_particles`` in the caller's signature
+            (``pt.sample`` calls it ``particles``), used in the messages.
+    """
+    name = particles_name
     if isinstance(n_particles, bool) or not isinstance(n_particles, int | np.integer):
         raise TypeError(
-            f"`n_particles` is {n_particles!r} ({type(n_particles).__name__}); pass an int >= 1."
+            f"`{name}` is {n_particles!r} ({type(n_particles).__name__}); pass an int >= 1."
         )
     if n_particles <= 0:
-        raise ValueError(f"`n_particles` is {n_particles}; pass an int >= 1.")
+        raise ValueError(f"`{name}` is {n_particles}; pass an int >= 1.")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int | np.integer):
         raise TypeError(f"`max_tokens` is {max_tokens!r}; pass an int >= 1.")
     if max_tokens <= 0:
@@ -87,6 +103,25 @@ def validate_run_args(
         )
     if on_max_tokens not in ("force_eos", "truncate"):
         raise ValueError(f"`on_max_tokens` is {on_max_tokens!r}; choose 'force_eos' or 'truncate'.")
+
+
+def validate_budgets(time_limit: object = None, max_lm_calls: object = None) -> None:
+    """Raise ``TypeError``/``ValueError`` for a bad ``time_limit`` or ``max_lm_calls``.
+
+    Both may be ``None`` (no limit).
+    """
+    if time_limit is not None:
+        if isinstance(time_limit, bool) or not isinstance(time_limit, int | float | np.number):
+            raise TypeError(
+                f"`time_limit` is {time_limit!r}; pass seconds as a number > 0, or None."
+            )
+        if not float(time_limit) > 0:
+            raise ValueError(f"`time_limit` is {time_limit}; pass seconds > 0, or None.")
+    if max_lm_calls is not None:
+        if isinstance(max_lm_calls, bool) or not isinstance(max_lm_calls, int | np.integer):
+            raise TypeError(f"`max_lm_calls` is {max_lm_calls!r}; pass an int >= 1, or None.")
+        if max_lm_calls < 1:
+            raise ValueError(f"`max_lm_calls` is {max_lm_calls}; pass an int >= 1, or None.")
 
 
 def _ess(logw: np.ndarray) -> float:
@@ -289,12 +324,40 @@ def stop(kernel: SMCKernel, p: Particles, on_max_tokens: str) -> Particles:
     return p
 
 
-def finish(kernel: SMCKernel, p: Particles, wall_time: float = 0.0) -> Result:
-    """log Ẑ = accumulated + log mean of the finished weights; the run as a :class:`Result`."""
+def halt(kernel: SMCKernel, p: Particles) -> Particles:
+    """End the running particles early (a budget ran out or the run was interrupted).
+
+    They get status ``"truncated"``, their twist is divided out, and they are excluded
+    from the posterior; unlike :func:`stop` no EOS weight is taken and no step is counted.
+    """
+    del kernel  # same signature as the other stages
+    for i in p.live:
+        p.status[i] = "truncated"
+    p.logw[p.live] -= p.twist_lv[p.live]
+    p.live = p.live[:0]
+    return p
+
+
+def finish(
+    kernel: SMCKernel, p: Particles, wall_time: float = 0.0, stopped_by: str | None = None
+) -> Result:
+    """log Ẑ = accumulated + log mean of the finished weights; the run as a :class:`Result`.
+
+    Args:
+        kernel: The run's kernel.
+        p: The particles after the last stage.
+        wall_time: Seconds the run took.
+        stopped_by: Why the run ended before every particle finished or reached the length
+            bound (e.g. ``"`time_limit`=5 s ran out"``), or ``None``; it leads the message
+            and is kept in ``Result.extra["stopped_by"]``.
+    """
     finished = np.array([s == "finished" for s in p.status])
     tot = logsumexp(np.where(finished, p.logw, -np.inf))
     log_z = float(p.log_z_acc + tot - np.log(p.n)) if tot > -np.inf else -np.inf
     vocab = kernel.sampler.target.vocab
+    message = _message(p.status, p.step, log_z)
+    if stopped_by:
+        message = f"stopped early: {stopped_by}; {message}"
     return Result(
         contexts=p.contexts,
         texts=[vocab.decode(c) for c in p.contexts],
@@ -308,7 +371,8 @@ def finish(kernel: SMCKernel, p: Particles, wall_time: float = 0.0) -> Result:
         constraint_checks=p.constraint_checks,
         wall_time=wall_time,
         method=f"smc[{type(kernel.sampler).__name__}]",
-        message=_message(p.status, p.step, log_z),
+        message=message,
+        extra={"stopped_by": stopped_by} if stopped_by else {},
     )
 
 
@@ -323,11 +387,14 @@ def smc(
     twist: Potential | None = None,
     on_max_tokens: str = "force_eos",
     progress: bool | None = False,
+    time_limit: float | None = None,
+    max_lm_calls: int | None = None,
 ) -> Result:
     """Run SMC with a token sampler.
 
-    :func:`init`, :func:`step` until every particle has finished or ``max_tokens`` is
-    reached, :func:`stop`, :func:`finish`.
+    :func:`init`, :func:`step` until every particle has finished, ``max_tokens`` is
+    reached or a budget runs out, then :func:`stop` (length bound) or :func:`halt`
+    (budget), and :func:`finish`.
 
     Args:
         sampler: Proposes next tokens, properly weighted for ``sampler.target``.
@@ -345,11 +412,20 @@ def smc(
         on_max_tokens: ``"force_eos"`` or ``"truncate"`` (see module docstring).
         progress: Show a progress bar (``None``: only if the run lasts over 2 s, and
             never under pytest).
+        time_limit: Wall-clock budget in seconds, checked before each step; ``None``: none.
+        max_lm_calls: Budget of steps, each one batched LM call for all live particles;
+            ``None``: none (``max_tokens`` bounds the run anyway).
+
+    When a budget runs out (or the run is interrupted with Ctrl-C), the particles still
+    running are marked ``"truncated"`` (excluded from the posterior, as with
+    ``on_max_tokens="truncate"``), and the message and ``extra["stopped_by"]`` name the
+    budget.
 
     Returns:
         A :class:`Result`; if every particle dies, its ``message`` says when and why.
     """
     validate_run_args(n_particles, max_tokens, ess_threshold, on_max_tokens)
+    validate_budgets(time_limit, max_lm_calls)
     if not isinstance(sampler, TokenSampler):
         raise TypeError(
             f"`sampler` is {type(sampler).__name__}; pass a TokenSampler such as "
@@ -361,16 +437,54 @@ def smc(
     t0 = time.perf_counter()
     p = init(kernel, n_particles)
     bar = _progress(progress, max_tokens)
-    while len(p.live) and p.step < max_tokens:
-        step(kernel, p, rng)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(live=len(p.live), ess=f"{p.ess_history[-1]:.1f}", refresh=False)
+    stopped_by = None
+    try:
+        while len(p.live) and p.step < max_tokens:
+            stopped_by = _budget_out(p.step, time.perf_counter() - t0, time_limit, max_lm_calls)
+            if stopped_by:
+                break
+            step(kernel, p, rng)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(live=len(p.live), ess=f"{p.ess_history[-1]:.1f}", refresh=False)
+    except KeyboardInterrupt:
+        stopped_by = f"interrupted (KeyboardInterrupt) at step {p.step}"
+        _consistent_after_interrupt(p)
     if len(p.live):
-        stop(kernel, p, on_max_tokens)
+        if stopped_by:
+            halt(kernel, p)
+        else:
+            stop(kernel, p, on_max_tokens)
     if bar is not None:
         bar.close()
-    return finish(kernel, p, time.perf_counter() - t0)
+    return finish(kernel, p, time.perf_counter() - t0, stopped_by)
+
+
+def _budget_out(
+    steps: int, elapsed: float, time_limit: float | None, max_lm_calls: int | None
+) -> str | None:
+    """Which budget has run out (a sentence with the fix), or ``None``."""
+    if max_lm_calls is not None and steps >= max_lm_calls:
+        return (
+            f"`max_lm_calls`={max_lm_calls} ran out after {steps} steps "
+            "(raise `max_lm_calls` for longer strings)"
+        )
+    if time_limit is not None and elapsed >= time_limit:
+        return (
+            f"`time_limit`={time_limit:g} s ran out after {steps} steps ({elapsed:.1f} s; "
+            "raise `time_limit`)"
+        )
+    return None
+
+
+def _consistent_after_interrupt(p: Particles) -> None:
+    """After Ctrl-C inside :func:`step`, make the state usable for :func:`halt`.
+
+    An interrupt may land between the reweighting and the state update; the rows of
+    ``p.live`` then no longer match the batch states, so every particle still marked
+    running is treated as live (its weight so far is kept) and the states are dropped.
+    """
+    p.live = np.array([i for i, s in enumerate(p.status) if s == "running"], dtype=np.int64)
 
 
 def check_kernel(kernel: SMCKernel) -> None:
@@ -391,21 +505,61 @@ def _cancel_twist(inc: np.ndarray, is_eos: np.ndarray, twist_lv: np.ndarray) -> 
     return np.where(is_eos, inc - twist_lv, inc)
 
 
+#: What to do about each cause of death (keys: the status text after "dead: ", step removed).
+_FIXES = {
+    "EOS has weight zero at max_tokens": (
+        "the strings were still incomplete at the length bound: raise `max_tokens`, or "
+        "make short completions likelier (a prompt with an example, a twist)"
+    ),
+    "the target has no allowed next token": (
+        "every next token is forbidden by the constraint or has LM probability zero: "
+        "check that the constraint can be completed from these prefixes under this "
+        "tokenizer (see `Result.unfinished`)"
+    ),
+    "the critic rejected the token": "the `critic` gave weight zero: loosen the critic",
+    "the twist is zero": "`twist` must be positive wherever the target is: fix the twist",
+    "the target's prefix weight of the empty string is zero": (
+        "the constraint accepts no string: check the constraint"
+    ),
+    "truncated": (
+        "raise `max_tokens` (or the budget that stopped the run), or pass on_max_tokens='force_eos'"
+    ),
+}
+
+
+def _cause(status: str) -> str:
+    """A status without its step number: ``"dead: X at step 3"`` → ``"X"``."""
+    if status == "truncated":
+        return "truncated"
+    why = status[len("dead: ") :] if status.startswith("dead: ") else status
+    head, sep, tail = why.rpartition(" at step ")
+    return head if sep and tail.isdigit() else why
+
+
 def _message(status: list[str], step: int, log_z: float) -> str:
     counts = Counter(status)
     if log_z == -np.inf:
-        whys = Counter(s for s in status if s.startswith("dead"))
-        detail = "; ".join(f"{n}× {s[6:]}" for s, n in whys.most_common(3))
-        if not whys:
-            detail = "every particle was truncated at max_tokens (raise `max_tokens`)"
-        return f"all {len(status)} particles died or were truncated after {step} steps: {detail}"
+        n = len(status)
+        causes = Counter(_cause(s) for s in status if s != "finished")
+        parts = []
+        for cause, k in causes.most_common(3):
+            label = (
+                "truncated (still running when the run ended)" if cause == "truncated" else cause
+            )
+            fix = _FIXES.get(cause, "see `Result.status`")
+            parts.append(f"{k} of {n} particles: {label} ({fix})")
+        return (
+            f"all {n} particles died or were truncated after {step} steps: "
+            + "; ".join(parts)
+            + ". Their texts are in `Result.unfinished`."
+        )
     dead = sum(n for s, n in counts.items() if s.startswith("dead"))
     trunc = counts.get("truncated", 0)
     parts = [f"{counts.get('finished', 0)} finished"]
     if dead:
         parts.append(f"{dead} dead")
     if trunc:
-        parts.append(f"{trunc} truncated at max_tokens (excluded from the posterior)")
+        parts.append(f"{trunc} truncated (excluded from the posterior)")
     return f"ran {step} steps: " + ", ".join(parts)
 
 

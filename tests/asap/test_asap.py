@@ -318,3 +318,72 @@ def test_real_lm_theta_reaches_the_exact_target_and_cars_is_exact(smollm):
     assert_gof([tuple(c) for c in out.contexts], exact.posterior, false_alarm=1e-3)
     cars.trie.expand_all()
     assert np.isclose(cars.trie.root_logtheta, exact.log_z, rtol=1e-4)
+
+
+# ----- budgets (issue 11: nothing hangs) ----------------------------------------------------
+def _three_or_more():
+    """Strings of at least 3 tokens over {a, b, c}."""
+    vocab = Vocabulary.from_strings(["a", "b", "c"])
+    lm = random_ngram(np.random.default_rng(5), vocab, order=2)
+    dfa = DFA(vocab, np.array([[1, 1, 1], [2, 2, 2], [3, 3, 3], [3, 3, 3]]), [3])
+    return lm, dfa
+
+
+@pytest.mark.parametrize("cls", [ASAp, CARS, LCD])
+@pytest.mark.parametrize(
+    ("budget", "name"),
+    [({"max_attempts": 3}, "`max_attempts`=3"), ({"max_lm_calls": 2}, "`max_lm_calls`=2"),
+     ({"time_limit": 1e-9}, "`time_limit`=1e-09 s")],
+)  # fmt: skip
+def test_budgets_stop_the_walks_and_say_which(cls, budget, name):
+    lm, dfa = _three_or_more()
+    s = cls(lm, dfa, max_tokens=8)
+    out = s.sample(1000, 0, **budget)
+    assert out.extra["stopped_by"].startswith(f"{name} ran out")
+    assert out.message.startswith(f"stopped early: {name} ran out") and "raise" in out.message
+    assert len(out.texts) < 1000
+    if "max_attempts" in budget:
+        assert out.extra["attempts"] == 3
+    if "max_lm_calls" in budget:
+        assert s.trie.lm_calls - 0 >= 2 and out.target_evals <= 2 + 8  # one walk may finish
+    if "time_limit" in budget:
+        assert out.extra["attempts"] == 0
+
+
+def test_unreached_budgets_leave_the_draws_alone():
+    lm, dfa = _three_or_more()
+    a = CARS(lm, dfa, max_tokens=6).sample(30, 7)
+    b = CARS(lm, dfa, max_tokens=6).sample(30, 7, max_attempts=10**6, time_limit=1e6,
+                                           max_lm_calls=10**6)  # fmt: skip
+    assert a.contexts == b.contexts and b.extra["stopped_by"] is None
+    assert a.extra["attempts"] == b.extra["attempts"]
+
+
+def test_progress_bar_runs(capsys):
+    lm, dfa = _three_or_more()
+    out = ASAp(lm, dfa, max_tokens=6).sample(5, 0, progress=True)
+    assert len(out.texts) == 5 and "asap" in capsys.readouterr().err
+
+
+def test_bad_budgets():
+    lm, dfa = _three_or_more()
+    s = CARS(lm, dfa, max_tokens=6)
+    with pytest.raises(ValueError, match="`max_attempts`"):
+        s.sample(1, 0, max_attempts=0)
+    with pytest.raises(ValueError, match="`time_limit`"):
+        s.sample(1, 0, time_limit=-1)
+    with pytest.raises(TypeError, match="`max_lm_calls`"):
+        s.sample(1, 0, max_lm_calls="10")
+    assert s.trie.lm_calls == 0
+
+
+def test_length_bound_nodes_cost_no_lm_call():
+    """At depth ``max_tokens`` a node whose EOS the constraint forbids is known dead (θ = 0)."""
+    lm, dfa = _three_or_more()
+    trie = Trie(lm, dfa, max_tokens=2)
+    trie.expand(trie.root)
+    n1 = trie.child(trie.root, 0)
+    trie.expand(n1)
+    calls = trie.lm_calls
+    trie.expand(trie.child(n1, 1))
+    assert trie.lm_calls == calls and trie.log_theta(trie.child(n1, 1)) == -np.inf

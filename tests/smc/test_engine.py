@@ -211,3 +211,94 @@ def test_init_step_finish_compose_to_smc():
     assert got.contexts == ref.contexts and got.status == ref.status
     assert np.array_equal(got.log_weights, ref.log_weights) and got.log_z == ref.log_z
     assert got.resampled_at == ref.resampled_at and len(ref.resampled_at) > 0
+
+
+# ----- budgets, interrupts and dead-run messages (issue 11) ---------------------------------
+def _long_problem():
+    """Strings of exactly 6 tokens: a run of ``max_tokens=6`` needs 6 steps plus EOS."""
+    lm = random_ngram(np.random.default_rng(4), 3, order=2)
+    lang = FiniteLanguage(lm.vocab, [[0, 1, 2, 0, 1, 2], [2, 2, 1, 0, 0, 1]])
+    return lm * lang
+
+
+def test_max_lm_calls_stops_and_says_so():
+    target = _long_problem()
+    r = smc(pt.DirectSampler(target), 4, 6, rng=0, max_lm_calls=2)
+    assert r.n_steps == 2 and r.status == ["truncated"] * 4
+    assert r.extra["stopped_by"].startswith("`max_lm_calls`=2 ran out after 2 steps")
+    assert r.message.startswith("stopped early: `max_lm_calls`=2") and "raise" in r.message
+    assert all(len(c) == 2 for c in r.contexts) and len(r.unfinished) == 4
+
+
+def test_time_limit_stops_and_says_so():
+    r = smc(pt.DirectSampler(_long_problem()), 4, 6, rng=0, time_limit=1e-9)
+    assert r.n_steps == 0 and r.status == ["truncated"] * 4
+    assert "`time_limit`=1e-09 s ran out" in r.message and r.log_z == -np.inf
+
+
+def test_unreached_budgets_change_nothing():
+    """A budget that does not run out leaves the run draw for draw as it was."""
+    target = _long_problem()
+    ref = smc(pt.DirectSampler(target), 5, 6, rng=3, ess_threshold=0.9)
+    got = smc(pt.DirectSampler(target), 5, 6, rng=3, ess_threshold=0.9, max_lm_calls=7,
+              time_limit=1e6)  # fmt: skip
+    assert got.contexts == ref.contexts and got.status == ref.status
+    assert np.array_equal(got.log_weights, ref.log_weights) and got.log_z == ref.log_z
+    assert "stopped_by" not in got.extra and not got.message.startswith("stopped")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"time_limit": 0}, ValueError, "`time_limit`"),
+        ({"time_limit": "5"}, TypeError, "`time_limit`"),
+        ({"max_lm_calls": 0}, ValueError, "`max_lm_calls`"),
+        ({"max_lm_calls": 2.0}, TypeError, "`max_lm_calls`"),
+    ],
+)
+def test_bad_budgets(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        smc(pt.DirectSampler(_long_problem()), 2, 3, **kwargs)
+
+
+def test_keyboard_interrupt_returns_the_partial_result():
+    target = _long_problem()
+
+    class Interrupting(pt.DirectSampler):
+        calls = 0
+
+        def sample(self, state, rng):
+            Interrupting.calls += 1
+            if Interrupting.calls == 3:
+                raise KeyboardInterrupt
+            return super().sample(state, rng)
+
+    r = smc(Interrupting(target), 4, 6, rng=0)
+    assert r.extra["stopped_by"] == "interrupted (KeyboardInterrupt) at step 2"
+    assert r.status == ["truncated"] * 4 and all(len(c) == 2 for c in r.contexts)
+
+
+def test_dead_run_names_dominant_cause_counts_and_fix():
+    target = _long_problem()
+    r = smc(pt.DirectSampler(target), 4, 3, rng=0)  # the strings need 6 tokens
+    assert r.all_dead
+    assert "4 of 4 particles: EOS has weight zero at max_tokens" in r.message
+    assert "raise `max_tokens`" in r.message and "Result.unfinished" in r.message
+    assert [len(t) for t, _ in r.unfinished] == [3] * 4  # the prefixes are kept
+    assert all(s.startswith("dead") for _, s in r.unfinished)
+
+
+def test_dead_run_counts_mixed_causes():
+    from potentia.smc.engine import _message
+
+    status = ["dead: the target has no allowed next token at step 2"] * 2 + [
+        "dead: EOS has weight zero at max_tokens",
+        "dead: the target has no allowed next token at step 5",
+    ]
+    msg = _message(status, 7, -np.inf)
+    first, second = msg.split("; ")[:2]
+    assert first.endswith("3 of 4 particles: the target has no allowed next token (every next "
+                          "token is forbidden by the constraint or has LM probability zero: "
+                          "check that the constraint can be completed from these prefixes "
+                          "under this tokenizer (see `Result.unfinished`))")  # fmt: skip
+    assert second.startswith("1 of 4 particles: EOS has weight zero at max_tokens")
