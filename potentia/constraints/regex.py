@@ -247,7 +247,7 @@ def regex(pattern: str, flags: int = 0) -> Regex:
         ValueError: if the pattern is malformed, uses a non-regular construct
             (back-references, look-around, ``\b``, ...) or matches no string.
 
-    Example:
+    Examples:
         >>> import potentia as pt
         >>> c = pt.regex(r"[A-Z][a-z]+ \d{2}")
         >>> c.complete(list(b"Bob 42"))
