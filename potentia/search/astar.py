@@ -1,0 +1,211 @@
+r"""A* (best-first) search for the highest-weight string of a target.
+
+Objective: the string x (at most ``max_tokens`` tokens) maximising ``target.complete(x)``,
+i.e. minimising the path cost ``g(x EOS) = -log target(x)``. A node is a prefix x with
+``g(x) = -target.prefix(x)`` (for an LM times hard constraints: ``-log p(x)``), and its
+priority is ``f(x) = g(x) + h(x)`` with a user heuristic h; a goal (x EOS) has h = 0.
+
+*Admissible variant* (``expand="all"``): expanding x creates every child with positive
+weight (each token a, and EOS) in one next-token vector. If h never overestimates the
+remaining cost, ``h(x) <= min_y -log(target(x y) / target.prefix(x))``, the first goal
+popped is a true best string, and the first ``n_best`` goals popped are the ``n_best``
+best strings in order. ``h = 0`` is admissible whenever the target's ratios are <= 1
+(an LM times hard constraints): A* is then uniform-cost search.
+
+*Paper variant* (``expand="sample"``, A*-decoding, Chatziveroglou 2025): expanding x
+samples ``k`` continuations of one *unit* each (a reasoning step up to a delimiter, or
+k tokens) with a token sampler; children are the distinct sampled units. With a PRM r in
+[0, 1] pass ``heuristic = lambda x: 1 - r(x)``. The search then only sees sampled
+children, so it returns the best string it found, not necessarily the true best.
+
+Tie-breaking: the lowest f is popped first; among equal f a goal comes before an open
+node, then the node created first (FIFO), so runs are deterministic.
+
+Search stops when ``n_best`` goals have been popped, when the frontier is empty, or
+when the next expansion would overrun a budget (:class:`~potentia.search.base.Budget`);
+an expansion is paid in full before it is made, never partly.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+
+import numpy as np
+
+from potentia.potentials.base import Potential, as_potential
+from potentia.result import Result
+from potentia.samplers.base import TokenSampler
+from potentia.samplers.direct import DirectSampler
+from potentia.samplers.units import UnitSampler
+from potentia.search.base import Budget, CountedFn, Meter, Tree, search_result
+
+__all__ = ["astar", "check_int"]
+
+
+def check_int(name: str, value: object, low: int = 1, none_ok: bool = False) -> None:
+    """Raise a clear error unless ``value`` is an int >= ``low`` (or ``None`` if allowed)."""
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"`{name}` is {value!r}; pass an int >= {low}.")
+    if value < low:
+        raise ValueError(f"`{name}` is {value}; pass an int >= {low}.")
+
+
+def astar(
+    target: Potential,
+    max_tokens: int,
+    heuristic: Callable[[list[int]], float] | None = None,
+    *,
+    n_best: int = 1,
+    expand: str = "all",
+    max_children: int | None = None,
+    sampler: TokenSampler | None = None,
+    unit: object = None,
+    k: int = 4,
+    rng: np.random.Generator | int | None = None,
+    budget: Budget | None = None,
+) -> Result:
+    """Best-first search with priority f = g + h.
+
+    Args:
+        target: The potential whose highest-weight strings are sought.
+        max_tokens: Longest string considered; a node of this length has only the EOS child.
+        heuristic: ``h(context) -> float``, an estimate of the remaining cost
+            ``-log(target(x y) / target.prefix(x))`` of the best completion; ``None``: 0.
+            Calls count against ``budget.reward_calls`` (cached per prefix).
+        n_best: Stop after this many goals have been popped.
+        expand: ``"all"`` (admissible variant: every child) or ``"sample"`` (paper
+            variant: ``k`` sampled units).
+        max_children: With ``expand="all"``, keep only the this many likeliest children
+            (``None``: all; fewer makes the search inexact).
+        sampler: With ``expand="sample"``, the token sampler (``None``:
+            ``DirectSampler(target)``); its target must be ``target``.
+        unit: With ``expand="sample"``, the unit: a delimiter, a token count or ``None``.
+        k: With ``expand="sample"``, units sampled per expansion.
+        rng: Seed or generator (``expand="sample"``).
+        budget: The :class:`Budget` (``None``: no limits; ``max_tokens`` bounds the tree).
+
+    Returns:
+        A :class:`Result` with the goals popped, best first (``log_weights`` = their
+        ``logp`` = log target(x)), and in ``extra`` the tree, the spending and why it stopped.
+    """
+    target = as_potential(target, "target")
+    check_int("max_tokens", max_tokens)
+    check_int("n_best", n_best)
+    check_int("max_children", max_children, none_ok=True)
+    check_int("k", k)
+    if expand not in ("all", "sample"):
+        raise ValueError(f"`expand` is {expand!r}; choose 'all' or 'sample'.")
+    h = CountedFn(heuristic, "heuristic") if heuristic is not None else None
+    meter = Meter(budget)
+    us = None
+    if expand == "sample":
+        us = UnitSampler(sampler if sampler is not None else DirectSampler(target), unit)
+        if us.target is not target:
+            raise ValueError(
+                "`sampler.target` is not `target`; build the sampler on the same potential."
+            )
+    elif sampler is not None or unit is not None:
+        raise ValueError("`sampler` and `unit` are for expand='sample'; pass expand='sample'.")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    V = len(target.vocab)
+    tree = Tree(eos=V)
+    root_lp = target.prefix([])
+    goals: list[int] = []
+    stopped_by = None
+    frontier: list[tuple[float, int, int]] = []
+    if root_lp > -np.inf:
+        tree.logp[0] = root_lp
+        if h is not None and not h.cached([]):
+            stopped_by = meter.blocked(reward_calls=1)
+            meter.spend(reward_calls=0 if stopped_by else 1)
+        if not stopped_by:
+            f0 = -root_lp + (h([]) if h is not None else 0.0)
+            tree.score[0] = -f0
+            heapq.heappush(frontier, (f0, 1, 0))
+    while frontier and not stopped_by and len(goals) < n_best:
+        f, is_open, node = frontier[0]
+        if not is_open:
+            heapq.heappop(frontier)
+            tree.expand(node)
+            goals.append(node)
+            continue
+        ctx = tree.context(node)
+        if us is None:
+            kids = _all_children(target, ctx, max_tokens, max_children)
+        else:
+            stopped_by = meter.blocked(expansions=1, lm_tokens=1)
+            if stopped_by:
+                break
+            kids = _sampled_children(us, target, ctx, max_tokens, k, rng, meter)
+        n_tok = len(kids) if us is None else 0
+        n_h = sum(
+            1 for _, toks, _ in kids if toks[-1] != V and h is not None and not h.cached(ctx + toks)
+        )
+        stopped_by = meter.blocked(expansions=0 if us else 1, lm_tokens=n_tok, reward_calls=n_h)
+        if stopped_by:
+            break
+        heapq.heappop(frontier)
+        meter.spend(expansions=0 if us else 1, lm_tokens=n_tok, reward_calls=n_h)
+        tree.expand(node)
+        for lp, toks, _ in kids:
+            goal = toks[-1] == V
+            rest = 0.0 if goal or h is None else h(ctx + toks)
+            fc = -lp + rest
+            c = tree.add(node, toks, lp, -fc)
+            heapq.heappush(frontier, (fc, 0 if goal else 1, c))
+    return search_result(
+        target,
+        tree,
+        goals,
+        meter,
+        f"astar[{expand}]",
+        "minimise f = -log target(x) + h; goals ranked by score = -f = log target(x)",
+        stopped_by,
+    )
+
+
+def _all_children(target, ctx, max_tokens, max_children):
+    """Every child with positive weight: ``(logp, tokens, None)``; EOS only at the bound."""
+    V = len(target.vocab)
+    lw = target.logw_next(ctx)
+    base = target.prefix(ctx)
+    cand = [V] if len(ctx) >= max_tokens else list(range(V + 1))
+    cand = [a for a in cand if lw[a] > -np.inf]
+    if max_children is not None:
+        cand = sorted(cand, key=lambda a: (-lw[a], a))[:max_children]
+    return [(base + lw[a], [a], None) for a in cand]
+
+
+def _sampled_children(us, target, ctx, max_tokens, k, rng, meter):
+    """``k`` sampled units (distinct ones kept); pays their tokens and one expansion."""
+    V = len(target.vocab)
+    depth = len(ctx)
+    if depth >= max_tokens:
+        meter.spend(expansions=1, lm_tokens=1)
+        lw = target.logw_next(ctx)[V]
+        return [(target.complete(ctx), [V], None)] if lw > -np.inf else []
+    state = target.state_from([ctx] * k)
+    room = meter.room("lm_tokens")
+    out = us.sample(
+        state,
+        rng,
+        max_len=max_tokens - depth,
+        token_budget=None if room == np.inf else int(room),
+    )
+    meter.spend(expansions=1, lm_tokens=out.tokens)
+    seen, kids = set(), []
+    for u, e, s in zip(out.units, out.eos, out.status):
+        if s in ("dead", "budget"):
+            continue
+        toks = tuple(u) + ((V,) if e else ())
+        if toks in seen:
+            continue
+        seen.add(toks)
+        full = ctx + list(u)
+        lp = target.complete(full) if e else target.prefix(full)
+        if lp > -np.inf:
+            kids.append((lp, list(toks), None))
+    return kids
