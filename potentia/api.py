@@ -271,3 +271,46 @@ def sample(
         time_limit=time_limit,
         max_lm_calls=max_lm_calls,
     )
+
+
+# ---- search engines (issue 12, owner: potentia/search/) -----------------------------
+# pt.sample(..., method="astar" | "beam" | "deal" | "bon"): `particles` is the number of
+# best strings (A*), the beam width (beam, DeAL) or N (best-of-N); `max_lm_calls` is the
+# LM-token budget, `max_attempts` the expansion budget, `time_limit` the wall-clock one.
+# Custom heuristics, rewards and units: call potentia.search directly.
+def _search_method(name: str) -> Callable[..., Result]:
+    from potentia.search import Budget, astar, beam_search, best_of_n, deal
+
+    def run(
+        model: Any,
+        prompt: Any,
+        constraint: Potential | None,
+        *,
+        n: int,
+        max_tokens: int,
+        seed,
+        max_attempts: int | None = None,
+        max_lm_calls: int | None = None,
+        time_limit: float | None = None,
+        progress: bool | None = None,
+    ) -> Result:
+        del progress  # the searches report through Result.extra["spent"]
+        lm = _lm_potential(model, prompt)
+        c = _coerce_constraint(constraint, lm.vocab)
+        target = lm if c is None else lm * c
+        budget = Budget(lm_tokens=max_lm_calls, expansions=max_attempts, time_limit=time_limit)
+        if name == "astar":
+            return astar(target, max_tokens, n_best=n, budget=budget)
+        if name == "beam":
+            return beam_search(target, max_tokens, n, budget=budget)
+        if name == "deal":
+            return deal(target, max_tokens, n, lookahead=2, budget=budget)
+        return best_of_n(DirectSampler(target), n, max_tokens, rng=seed, budget=budget)
+
+    run.__doc__ = f"potentia.search engine {name!r} with the front door's budgets."
+    return run
+
+
+for _name in ("astar", "beam", "deal", "bon"):
+    register_method(_name, _search_method(_name))
+# ---- end of search engines ----------------------------------------------------------
