@@ -11,7 +11,7 @@ from potentia.search.astar import astar
 from potentia.search.base import Budget
 from potentia.search.beam import beam_search, deal
 from potentia.search.bon import best_of_n
-from potentia.search.step_potentials import StepPotential, prm, reward, verifier
+from potentia.search.step_potentials import StepPotential, lm_judge, prm, reward, verifier
 from potentia.search.unit_smc import unit_smc
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "reward",
     "verifier",
     "prm",
+    "lm_judge",
 ]

@@ -38,7 +38,7 @@ import numpy as np
 from potentia.potentials.base import ContextState, Potential, Vocabulary
 from potentia.samplers.units import as_boundary
 
-__all__ = ["StepPotential", "reward", "verifier", "prm"]
+__all__ = ["StepPotential", "reward", "verifier", "prm", "lm_judge", "JUDGE_TEMPLATE"]
 
 
 class StepPotential(Potential):
@@ -216,3 +216,63 @@ def prm(
 ) -> StepPotential:
     """A PRM adapter: any ``fn(prompt, steps) -> r in [0, 1]`` as a step potential."""
     return StepPotential(vocab, fn, unit, mode=mode, prompt=prompt)
+
+
+#: The default judge prompt of :func:`lm_judge` (``{question}`` and ``{steps}`` are filled in).
+JUDGE_TEMPLATE = (
+    "Question: {question}\nPartial solution:\n{steps}\n"
+    "Is every step of the partial solution correct so far? Answer Yes or No.\nAnswer:"
+)
+
+
+def lm_judge(
+    model: Any,
+    template: str = JUDGE_TEMPLATE,
+    yes: str = " Yes",
+    no: str = " No",
+    chat: bool = False,
+) -> Callable[[Any, list[str]], float]:
+    """An LM-as-judge PRM: r = P(yes) / (P(yes) + P(no)) after a judge prompt.
+
+    The judge is any model with ``potential(text)`` and ``encode(text)`` (``potentia.LM``,
+    ``ToyLM``): the prompt is ``template`` with the question and the steps so far, and r
+    compares the next-token probabilities of the first token of ``yes`` and of ``no``.
+    Pass the result to :func:`prm` (the question is its ``prompt``).
+
+    Args:
+        model: The judging model (e.g. the embedded model itself).
+        template: A format string with ``{question}`` and ``{steps}``.
+        yes: The text of a "yes" answer (its first token is used).
+        no: The text of a "no" answer.
+        chat: Wrap the judge prompt in the model's chat template (``potentia.LM`` only).
+
+    Raises:
+        TypeError/ValueError: if ``model`` cannot judge or ``yes``/``no`` do not tokenize.
+    """
+    if not hasattr(model, "potential") or not hasattr(model, "encode"):
+        raise TypeError(
+            f"`model` is {type(model).__name__}; pass a model with `potential` and `encode` "
+            "such as potentia.LM.default()."
+        )
+    if "{steps}" not in template:
+        raise ValueError("`template` must contain '{steps}' (and usually '{question}').")
+    ids = []
+    for name, text in (("yes", yes), ("no", no)):
+        toks = model.encode(text)
+        if not toks:
+            raise ValueError(f"`{name}` is {text!r}, which has no tokens; pass a word.")
+        ids.append(int(toks[0]))
+    if ids[0] == ids[1]:
+        raise ValueError(f"`yes` {yes!r} and `no` {no!r} start with the same token.")
+
+    def judge(question: Any, steps: list[str]) -> float:
+        text = template.format(question=question, steps="".join(steps))
+        pot = model.potential(text, chat=True) if chat else model.potential(text)
+        lw = pot.logw_next([])
+        a, b = lw[ids[0]], lw[ids[1]]
+        if a == b == -np.inf:
+            return 0.5
+        m = max(a, b)
+        return float(np.exp(a - m) / (np.exp(a - m) + np.exp(b - m)))
+
+    return judge

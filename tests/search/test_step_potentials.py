@@ -125,3 +125,35 @@ def test_bad_scores():
         reward(lambda s: "x", VOCAB).prefix([0, 1])
     with pytest.raises(ValueError, match="verifier"):
         verifier(lambda s: 0.5, VOCAB).prefix([0, 1])
+
+
+def test_lm_judge_on_a_toy_model():
+    from potentia.models import ToyLM
+    from potentia.search import lm_judge
+
+    lm = _lm(3)
+    judge = lm_judge(ToyLM(lm), template="{question}{steps}", yes="a", no="b")
+    r = judge("a", ["b\n"])
+    row = ToyLM(lm).potential("ab\n").logw_next([])
+    want = np.exp(row[0]) / (np.exp(row[0]) + np.exp(row[2]))
+    assert r == pytest.approx(want)
+    p = prm(judge, VOCAB, "a", "\n")
+    assert_potential_laws(p, CONTEXTS[:5])
+    with pytest.raises(ValueError, match="same token"):
+        lm_judge(ToyLM(lm), "{steps}", yes="a", no="a")
+    with pytest.raises(TypeError, match="model"):
+        lm_judge(lm)
+
+
+@pytest.mark.real_model
+def test_lm_judge_on_the_embedded_model(gemma):
+    """The embedded model judges its own steps; r is a probability (tiny run)."""
+    from potentia.search import lm_judge
+
+    judge = lm_judge(gemma)
+    r1 = judge("What is 2 + 3?", ["2 + 3 = 5\n"])
+    r2 = judge("What is 2 + 3?", ["2 + 3 = 7\n"])
+    assert 0.0 < r1 < 1.0 and 0.0 < r2 < 1.0
+    crit = prm(judge, gemma.vocab, "What is 2 + 3?", "\n")
+    res = smc(pt.DirectSampler(gemma.potential("2 + 3 =")), 2, 4, rng=0, critic=crit)
+    assert len(res.contexts) == 2 and crit.calls <= 2 * 5
