@@ -220,6 +220,8 @@ def sample(
     with _err.status(f"loading {model}", spinner="dots"):
         lm = MODELS[model]()
     if eos_newline:
+        if not hasattr(lm, "with_eos"):
+            _fail(f"`--eos-newline` needs a model with an EOS set; {model!r} has none.")
         lm = lm.with_eos([*lm.eos_ids, "\n"])
     bar = Progress(
         TextColumn("smc"),

@@ -117,6 +117,11 @@ def test_unknown_model_names_the_choices(toy_models):
     assert "`--model` is 'gpt5'" in res.stderr and "gemma" in res.stderr and "smollm2" in res.stderr
 
 
+def test_eos_newline_needs_an_eos_set(toy_models):
+    res = runner.invoke(cli.app, ["sample", "-m", "toy", "--regex", "a", "--eos-newline"])
+    assert res.exit_code == 2 and "`--eos-newline` needs a model with an EOS set" in res.stderr
+
+
 def test_bench_lists_and_runs_scripts(monkeypatch, tmp_path):
     bench = tmp_path / "benchmarks"
     bench.mkdir()
@@ -161,9 +166,29 @@ def test_real_subprocess_help():
 @pytest.mark.real_model
 def test_sample_on_smollm2(smollm):
     args = ["sample", "-m", "smollm2", "-p", "The capital of France is", "-n", "2", "-t", "3"]
-    res = runner.invoke(cli.app, [*args, "--regex", " [A-Z][a-z]*", "--no-progress"])
+    res = runner.invoke(
+        cli.app, [*args, "--regex", " [A-Z][a-z]*", "--no-progress", "--eos-newline"]
+    )
     assert res.exit_code == 0, res.output
     particles, summary = _lines(res.stdout)
     assert len(particles) == 2 and summary["model"] == "smollm2"
     for p in particles:
         assert p["status"] != "finished" or re.fullmatch(" [A-Z][a-z]*", p["text"])
+
+
+def test_progress_hears_every_step():
+    seen = []
+    out = cli.sample_command(
+        _toy(),
+        "",
+        pt.regex("(a|b)+"),
+        particles=6,
+        max_tokens=5,
+        seed=1,
+        on_step=lambda step, live, ess: seen.append((step, live, ess)),
+    )
+    # one call per engine step; the forced EOS at max_tokens (stop) may add one more step
+    assert [s for s, _, _ in seen] == list(range(1, len(seen) + 1))
+    assert out.n_steps - 1 <= len(seen) <= out.n_steps
+    assert [e for _, _, e in seen] == out.ess_history[: len(seen)]
+    assert all(0 <= live <= 6 for _, live, _ in seen)
