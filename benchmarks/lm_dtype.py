@@ -1,9 +1,9 @@
 """fp32 vs bf16 transformers backend on the embedded Gemma 3 270M, one thread.
 
-Step latency: one SMC-shaped step (``advance`` one token per row + ``logw_next``, which runs
+Step latency (CPU time of the one-thread process, and wall time): one SMC-shaped step (``advance`` one token per row + ``logw_next``, which runs
 one batched forward and converts every row to the (V+1)-vector with the float64
 normaliser) at N = 1, 8, 16 rows; the two weight types interleaved, medians over
-``--steps`` steps in each of ``--rounds`` rounds. Distance: max |Δ log p| over all tokens,
+``--steps`` steps in each of ``--rounds`` rounds (alternating step by step). Distance: max |Δ log p| over all tokens,
 KL(fp32 ‖ bf16) and argmax agreement of the next-token vectors on fixed contexts.
 
     .venv/bin/python benchmarks/lm_dtype.py            # writes docs/benchmarks.md (lm_dtype)
@@ -40,20 +40,31 @@ PROMPTS = [
 CONTINUATIONS = ["", " Paris, and the", "\n    if n <", " there lived a", ' 30, "city": "']
 
 
-def step_times(lm: LM, n: int, steps: int, rng: np.random.Generator) -> list[float]:
-    """Seconds per step (advance + logw_next) for ``n`` rows, after two warm-up steps."""
-    pot = lm.potential(PROMPTS[0])
-    state = pot.init_state(n)
-    state.logw_next()
-    V = len(lm.vocab)
-    out = []
+def step_times(
+    lms: dict[str, LM], n: int, steps: int, rng: np.random.Generator
+) -> dict[str, list[tuple[float, float]]]:
+    """(CPU, wall) seconds per step (advance + logw_next) for ``n`` rows, per weight type.
+
+    With one thread, CPU time leaves out the time the process waited for a core, which
+    dominates wall time on a shared machine; both are reported.
+
+    The weight types alternate step by step (same tokens), so a load change on a shared
+    machine hits both alike; two warm-up steps each are not timed.
+    """
+    states = {}
+    for d, lm in lms.items():
+        states[d] = lm.potential(PROMPTS[0]).init_state(n)
+        states[d].logw_next()
+    V = len(next(iter(lms.values())).vocab)
+    out: dict[str, list[tuple[float, float]]] = {d: [] for d in lms}
     for k in range(steps + 2):
         tokens = rng.integers(0, V, n)
-        t0 = time.perf_counter()
-        state = state.advance(tokens)
-        state.logw_next()
-        if k >= 2:
-            out.append(time.perf_counter() - t0)
+        for d in lms:
+            t0, c0 = time.perf_counter(), time.process_time()
+            states[d] = states[d].advance(tokens)
+            states[d].logw_next()
+            if k >= 2:
+                out[d].append((time.process_time() - c0, time.perf_counter() - t0))
     return out
 
 
@@ -95,17 +106,19 @@ def main() -> None:  # noqa: D103
     lms = {"fp32": LM.default(dtype="fp32"), "bf16": LM.default(dtype="bf16")}
     load_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
-    times: dict[tuple[str, int], list[float]] = {(d, n): [] for d in lms for n in args.sizes}
+    times: dict[tuple[str, int], list] = {(d, n): [] for d in lms for n in args.sizes}
     for _ in range(args.rounds):
         for n in args.sizes:
-            for d, lm in lms.items():  # interleaved: both types see the same machine load
-                times[d, n] += step_times(lm, n, args.steps, rng)
-    med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+            for d, ts in step_times(lms, n, args.steps, rng).items():
+                times[d, n] += ts
+    med = {k: 1e3 * statistics.median(c for c, _ in v) for k, v in times.items()}
+    wall = {k: 1e3 * statistics.median(w for _, w in v) for k, v in times.items()}
     dist = distance(lms["fp32"], lms["bf16"])
     lines = [
         f"Gemma 3 270M, 1 thread, {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}; step = advance + logw_next (forward + (V+1)-vector "
-        f"per row); median of {args.rounds} x {args.steps} steps, weight types interleaved; "
+        f"per row); median of {args.rounds} x {args.steps} steps, weight types alternating "
+        "step by step; "
         f"both models loaded in {load_s:.1f} s.",
         "",
         "| dtype | " + " | ".join(f"N={n}" for n in args.sizes) + " | max \\|Δ log p\\| | "
@@ -113,7 +126,7 @@ def main() -> None:  # noqa: D103
         "|---|" + "---:|" * len(args.sizes) + "---:|---|---|",
     ]
     for d in lms:
-        row = " | ".join(f"{med[d, n]:.0f} ms" for n in args.sizes)
+        row = " | ".join(f"{med[d, n]:.0f} ms ({wall[d, n]:.0f})" for n in args.sizes)
         if d == "fp32":
             lines.append(f"| fp32 | {row} | — | — | — |")
         else:
@@ -124,7 +137,13 @@ def main() -> None:  # noqa: D103
     speed = {n: med["fp32", n] / med["bf16", n] for n in args.sizes}
     lines += [
         "",
-        "bf16 speedup: " + ", ".join(f"N={n} {s:.2f}x" for n, s in speed.items()) + ".",
+        "Step times are CPU-time medians of the one-thread process (wall-clock medians in "
+        "parentheses; they include waiting for a core on a shared machine).",
+        "bf16 speedup (CPU time): "
+        + ", ".join(f"N={n} {s:.2f}x" for n, s in speed.items())
+        + "; wall: "
+        + ", ".join(f"N={n} {wall['fp32', n] / wall['bf16', n]:.2f}x" for n in args.sizes)
+        + f". Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.",
         f"Distance on {dist['total']} fixed contexts ({len(PROMPTS)} prompts x "
         "continuations), next-token vectors over the vocabulary plus EOS.",
         "",
@@ -135,6 +154,7 @@ def main() -> None:  # noqa: D103
     if not args.no_write:
         write_section("lm_dtype", "## LM weight types (`benchmarks/lm_dtype.py`)\n\n" + text)
     fields = [f"{d}_n{n}_ms={med[d, n]:.1f}" for d in lms for n in args.sizes]
+    fields += [f"{d}_n{n}_wall_ms={wall[d, n]:.1f}" for d in lms for n in args.sizes]
     fields += [f"bf16_speedup_n{n}={s:.2f}" for n, s in speed.items()]
     fields += [
         f"max_abs_dlogp={dist['max_abs']:.3f}",

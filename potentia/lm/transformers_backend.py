@@ -130,6 +130,11 @@ class TransformersBackend(Backend):
         param = next(model.parameters())
         self.model = model.eval()
         self.device = param.device
+        if param.dtype not in DTYPES.values():
+            raise ValueError(
+                f"`model` has {param.dtype} weights; potentia runs fp32 or bf16: load it with "
+                "LM.from_pretrained(path, dtype='fp32' or 'bf16'), or call model.float()."
+            )
         self.dtype = resolve_dtype(param.dtype)
         check_dtype(self.dtype, self.device)
         config = model.config

@@ -11,6 +11,8 @@ mass-weighted (KL) on the real models.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -367,11 +369,12 @@ def test_dtype_names_and_bad_dtype(tiny_lm):
     with pytest.raises(ValueError, match="`dtype`"):
         LM.default(dtype="fp8")
     assert tiny_lm.dtype == "fp32" and "fp32" in repr(tiny_lm)
+    half = copy.deepcopy(tiny_lm.model).to(torch.float16)
+    with pytest.raises(ValueError, match="`model` has torch.float16 weights"):
+        LM(half, tiny_lm.tokenizer)
 
 
 def test_bf16_detection_and_refusal_without_it(monkeypatch, tiny_lm, tmp_path):
-    import copy
-
     from potentia.lm import embedded
     from potentia.lm import transformers_backend as tb
 
