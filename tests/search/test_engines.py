@@ -277,3 +277,16 @@ def test_bad_arguments(call, exc, match):
     lm = random_ngram(np.random.default_rng(0), 2)
     with pytest.raises(exc, match=match):
         call(lm)
+
+
+def test_time_limit_stops_each_engine():
+    lm = random_ngram(np.random.default_rng(0), 3, smoothing=0.2)
+    slow = Budget(time_limit=1e-9)  # runs out before the first expansion
+    for res in (
+        astar(lm, 5, budget=slow),
+        beam_search(lm, 5, 3, budget=slow),
+        deal(lm, 5, 3, lookahead=1, budget=slow),
+        best_of_n(pt.DirectSampler(lm), 4, 5, budget=slow),
+    ):
+        assert "time_limit" in res.extra["stopped_by"]
+        assert res.extra["spent"]["lm_tokens"] == 0
