@@ -27,6 +27,7 @@ __all__ = [
     "SAMPLERS",
     "METHODS",
     "TRIE_LM_CALLS_PER_TOKEN",
+    "check_hard_weights",
 ]
 
 #: Token samplers by name: ``factory(lm_potential, constraint_or_None) -> TokenSampler``.
@@ -103,7 +104,7 @@ for _name, _cls in (("asap", "ASAp"), ("cars", "CARS"), ("lcd", "LCD")):
 
 def _check_context_window(model: Any, prompt: Any, max_tokens: int) -> None:
     """Prompt tokens + ``max_tokens`` must fit the model's context (tokenizing only)."""
-    window = getattr(model, "max_length", None)
+    window = getattr(model, "context_window", None) or getattr(model, "max_length", None)
     if not isinstance(prompt, str) or not isinstance(window, int) or window <= 0:
         return
     if max_tokens >= window:
@@ -138,10 +139,32 @@ def _lm_potential(model: Any, prompt: Any) -> Potential:
     return model.potential(prompt if prompt is not None else "")
 
 
+def check_hard_weights(c: Potential, arg: str = "constraint") -> None:
+    """A hard potential's weights of the empty string must be 0 or -inf (no LM call).
+
+    Raises:
+        ValueError: naming ``arg`` if ``prefix([])`` or ``complete([])`` is another value.
+    """
+    if not getattr(c, "hard", False):
+        return
+    for what in ("prefix", "complete"):
+        try:
+            v = float(getattr(c, what)([]))
+        except ValueError as e:  # NaN and other refused log weights
+            raise ValueError(f"`{arg}` ({c!r:.80}): {e}") from e
+        if not (v == 0.0 or v == -np.inf):
+            raise ValueError(
+                f"`{arg}` ({c!r:.80}) is declared hard (weights in {{0, 1}}) but its "
+                f"{what}([]) is {v!r} in log space; return 0.0 (allowed) or -inf (rejected), "
+                "or set `hard = False` to use it as a soft potential with method='smc'."
+            )
+
+
 def _coerce_constraint(constraint: Any, vocab: Vocabulary) -> Potential | None:
     if constraint is None:
         return None
     c = as_potential(constraint, "constraint")
+    check_hard_weights(c)
     if c.vocab != vocab and c.vocab == Vocabulary.bytes256() and vocab != c.vocab:
         c = c.lift(vocab)
     return c
@@ -236,9 +259,11 @@ def sample(
     if not isinstance(model, Potential):
         _check_context_window(model, prompt, max_tokens)
     if method != "smc":
+        if constraint is not None:
+            check_hard_weights(as_potential(constraint, "constraint"))
         if not hasattr(model, "potential"):
             raise TypeError(f"`model` is {type(model).__name__}; method={method!r} needs a model.")
-        if max_lm_calls is None:
+        if max_lm_calls is None and method in ("asap", "cars", "lcd"):
             max_lm_calls = TRIE_LM_CALLS_PER_TOKEN * particles * max_tokens
         return METHODS[method](
             model,

@@ -85,7 +85,7 @@ def test_trie_methods_through_the_front_door():
     with pytest.raises(ValueError, match="hard"):
         pt.sample(m, "a", None, method="cars")
     with pytest.raises(ValueError, match="method"):
-        pt.sample(m, "a", c, method="beam")
+        pt.sample(m, "a", c, method="gibbs")
 
 
 def test_budgets_reach_every_engine_through_the_front_door():

@@ -298,6 +298,15 @@ class Trie:
                 f"{np.exp(total):.6g} > 1: θ is an upper bound only for an LM whose rows sum "
                 "to at most one (pass the LM itself, not a product with other potentials)."
             )
+        soft = np.isfinite(c_vec) & (c_vec != 0.0) | np.isnan(c_vec) | (c_vec == np.inf)
+        if soft.any():
+            bad = int(np.flatnonzero(soft)[0])
+            raise ValueError(
+                f"`constraint` ({self.constraint!r:.80}) is declared hard but gave the log "
+                f"weight {float(c_vec[bad])!r} to token {bad} after {node.context!r}; a hard "
+                "constraint returns 0.0 (allowed) or -inf (rejected) only. Fix the "
+                "potential, or declare it soft and use SMC."
+            )
         allowed = np.isfinite(lm_vec) & np.isfinite(c_vec)
         if node.depth >= self.max_tokens:
             allowed[:V] = False

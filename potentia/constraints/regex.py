@@ -244,8 +244,11 @@ def regex(pattern: str, flags: int = 0) -> Regex:
         flags: ``re`` flags, e.g. ``re.IGNORECASE``.
 
     Raises:
+        TypeError: if ``flags`` is not an int of ``re`` flags.
         ValueError: if the pattern is malformed, uses a non-regular construct
-            (back-references, look-around, ``\b``, ...) or matches no string.
+            (back-references, look-around, ``\b``, ...) or matches no string, or
+            ``flags`` holds a flag other than ``re.IGNORECASE``, ``re.MULTILINE``,
+            ``re.DOTALL``, ``re.VERBOSE``, ``re.ASCII``, ``re.UNICODE``.
 
     Examples:
         >>> import potentia as pt
@@ -253,4 +256,17 @@ def regex(pattern: str, flags: int = 0) -> Regex:
         >>> c.complete(list(b"Bob 42"))
         0.0
     """
+    if isinstance(flags, bool) or not isinstance(flags, int):
+        raise TypeError(
+            f"`flags` is {flags!r}; pass re flags such as re.IGNORECASE (combine them with |)."
+        )
+    if flags & ~_PUBLIC_FLAGS:
+        raise ValueError(
+            f"`flags` is {flags!r}: only re.IGNORECASE, re.MULTILINE, re.DOTALL, re.VERBOSE, "
+            "re.ASCII and re.UNICODE are supported (re.LOCALE needs bytes patterns, re.DEBUG "
+            "prints); drop the others."
+        )
     return Regex(pattern, flags)
+
+
+_PUBLIC_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE | re.ASCII | re.UNICODE

@@ -387,3 +387,23 @@ def test_length_bound_nodes_cost_no_lm_call():
     calls = trie.lm_calls
     trie.expand(trie.child(n1, 1))
     assert trie.lm_calls == calls and trie.log_theta(trie.child(n1, 1)) == -np.inf
+
+
+def test_a_hard_constraint_with_soft_weights_is_an_error():
+    """A potential declared hard whose next-token weights are not 0/-inf is refused."""
+    from potentia.potentials.base import Potential
+
+    lm, dfa = _three_or_more()
+
+    class HalfHard(Potential):
+        hard = True
+        vocab = lm.vocab
+
+        def _prefix(self, context):
+            return -0.5 if context else 0.0
+
+        def _complete(self, context):
+            return 0.0
+
+    with pytest.raises(ValueError, match=r"declared hard but gave the log weight -0\.5"):
+        ASAp(lm, HalfHard()).sample(1, 0)
