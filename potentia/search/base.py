@@ -241,7 +241,8 @@ def search_result(
     """The run as a :class:`Result`: goals best first, with the tree and the spending.
 
     ``log_weights`` hold the goals' scores (the engine's objective, not importance
-    weights), and ``log_z`` is NaN: a search estimates no normaliser.
+    weights), so ``Result.posterior`` is only the softmax of the scores over the strings
+    found, not the target's posterior; ``log_z`` is NaN: a search estimates no normaliser.
     """
     goals = sorted(goals, key=lambda g: (-tree.score[g], g))
     contexts = [tree.context(g) for g in goals]

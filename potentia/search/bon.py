@@ -11,6 +11,7 @@ Budgets: ``lm_tokens`` bounds every sampled token (EOS and the tokens of strings
 die included): the batch stops drawing for the rows past the budget, which are dropped.
 ``reward_calls`` bounds the uncached reward calls: strings past it are dropped unscored.
 A string still unfinished after ``max_tokens`` tokens is dropped (status ``"length"``).
+``time_limit`` is checked once, before the batch is sampled.
 """
 
 from __future__ import annotations
