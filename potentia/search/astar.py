@@ -80,8 +80,9 @@ def astar(
             variant: ``k`` sampled units).
         max_children: With ``expand="all"``, keep only the this many likeliest children
             (``None``: all; fewer makes the search inexact).
-        sampler: With ``expand="sample"``, the token sampler (``None``:
-            ``DirectSampler(target)``); its target must be ``target``.
+        sampler: With ``expand="sample"``, the token sampler that proposes the units
+            (``None``: ``DirectSampler(target)``), over the target's vocabulary; any
+            proposal will do, since children are scored by ``target`` itself.
         unit: With ``expand="sample"``, the unit: a delimiter, a token count or ``None``.
         k: With ``expand="sample"``, units sampled per expansion.
         rng: Seed or generator (``expand="sample"``).
@@ -103,9 +104,10 @@ def astar(
     us = None
     if expand == "sample":
         us = UnitSampler(sampler if sampler is not None else DirectSampler(target), unit)
-        if us.target is not target:
+        if us.target.vocab != target.vocab:
             raise ValueError(
-                "`sampler.target` is not `target`; build the sampler on the same potential."
+                f"`sampler.target` has vocabulary {us.target.vocab!r} but `target` has "
+                f"{target.vocab!r}; build the sampler over the target's vocabulary."
             )
     elif sampler is not None or unit is not None:
         raise ValueError("`sampler` and `unit` are for expand='sample'; pass expand='sample'.")
@@ -187,7 +189,9 @@ def _sampled_children(us, target, ctx, max_tokens, k, rng, meter):
         meter.spend(expansions=1, lm_tokens=1)
         lw = target.logw_next(ctx)[V]
         return [(target.complete(ctx), [V], None)] if lw > -np.inf else []
-    state = target.state_from([ctx] * k)
+    state = us.init_state(k)  # the sampler's own state, replayed to the node
+    for t in ctx:
+        state = state.advance(np.full(k, t, dtype=np.int64))
     room = meter.room("lm_tokens")
     out = us.sample(
         state,

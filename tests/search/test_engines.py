@@ -289,3 +289,18 @@ def test_time_limit_stops_each_engine():
     ):
         assert "time_limit" in res.extra["stopped_by"]
         assert res.extra["spent"]["lm_tokens"] == 0
+
+
+def test_astar_sample_with_awrs_proposals():
+    from potentia.models import FiniteLanguage
+
+    lm = random_ngram(np.random.default_rng(6), 3, smoothing=0.2)
+    lang = FiniteLanguage(lm.vocab, [[0, 1], [1, 2, 0], [2], [2, 2, 1]])
+    target = lm * lang
+    res = astar(target, 3, expand="sample", sampler=pt.AWRS(lm, lang), unit=1, k=8, rng=0)
+    check_tree(res, target)
+    ex = enumerate_target(target, 3)
+    assert res.contexts and all(tuple(c) in ex.log_weights for c in res.contexts)
+    other = random_ngram(np.random.default_rng(0), 2)
+    with pytest.raises(ValueError, match="vocabulary"):
+        astar(target, 3, expand="sample", sampler=pt.DirectSampler(other))
