@@ -18,6 +18,7 @@ from potentia.constraints.lexical import contains, excludes, length, span_of
 from potentia.constraints.ltl import ltl
 from potentia.constraints.predicate import predicate
 from potentia.constraints.regex import regex
+from potentia.constraints.template import template
 from potentia.lm import LM
 from potentia.potentials import Potential, PotentialState, Vocabulary
 from potentia.result import Result
@@ -33,6 +34,7 @@ __all__ = [
     "json",
     "predicate",
     "ltl",
+    "template",
     "contains",
     "excludes",
     "length",
