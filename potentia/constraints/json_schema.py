@@ -51,7 +51,7 @@ EARLY = frozenset(
 #: Keywords checked only on the finished value (``complete``), with the reason.
 LATE = {
     "required": "any property order (early with property_order='schema')",
-    "multipleOf": "non-integer divisors (integer divisors are early)",
+    "multipleOf": "a number may be spelt 2.0 or 2e0",
     "oneOf": "exclusivity (early as anyOf)",
     "uniqueItems": "needs the whole array",
     "contains": "needs the whole array",
@@ -102,12 +102,6 @@ def _lit_pattern(name: str) -> str:
     return "^" + "".join("\\" + ch if ch in _RX_META else ch for ch in name) + "$"
 
 
-def _is_int(x: Any) -> bool:
-    return (
-        isinstance(x, int) and not isinstance(x, bool) or (isinstance(x, float) and x.is_integer())
-    )
-
-
 def _overlap(patterns: dict, names: dict) -> bool:
     try:
         return any(re.search(p, n) for p in patterns for n in names)
@@ -124,14 +118,49 @@ def _strip_object(branch: Any) -> Any:
     return branch
 
 
-def _has_float(v: Any) -> bool:
-    if isinstance(v, float):
-        return True
-    if isinstance(v, list):
-        return any(_has_float(x) for x in v)
-    if isinstance(v, dict):
-        return any(_has_float(x) for x in v.values())
+def _spelling_sensitive(values: list) -> bool:
+    """Whether llguidance could miss another spelling of one of ``values``.
+
+    True for a number, an object of two or more keys, or a non-ASCII string (``json.dumps``
+    writes it with escapes, which llguidance does not match against a constant).
+    """
+    for v in values:
+        if isinstance(v, str) and not v.isascii():
+            return True
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return True
+        if isinstance(v, list) and _spelling_sensitive(v):
+            return True
+        if isinstance(v, dict) and (len(v) > 1 or _spelling_sensitive(list(v.values()))):
+            return True
     return False
+
+
+def _const_schema(v: Any) -> Any:
+    """A schema for the shape of the JSON value ``v``: any number spelling, any key order."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return {"type": "number"}
+    if isinstance(v, str) and not v.isascii():
+        return {"type": "string"}
+    if isinstance(v, list):
+        items = [_const_schema(x) for x in v]
+        return {"type": "array", "prefixItems": items, "minItems": len(v), "maxItems": len(v)}
+    if isinstance(v, dict):
+        return {
+            "type": "object",
+            "properties": {k: _const_schema(x) for k, x in v.items()},
+            "required": list(v),
+            "additionalProperties": False,
+        }
+    return {"const": v}
+
+
+def _number_for_integer(t: Any) -> Any:
+    if t == "integer":
+        return "number"
+    if isinstance(t, list) and "integer" in t:
+        return list(dict.fromkeys("number" if x == "integer" else x for x in t))
+    return t
 
 
 class _Relaxer:
@@ -153,12 +182,17 @@ class _Relaxer:
             if k == "items" and isinstance(v, list):  # draft-04..2019-09 tuple form
                 out["prefixItems"] = [self.run(sub, f"{ptr}/items/{i}") for i, sub in enumerate(v)]
                 continue
-            if k in ("enum", "const") and _has_float(v):
-                continue  # llguidance writes floats one way only: check them at completion
-            if k == "multipleOf":
-                if _is_int(v) and s.get("type") == "integer":
-                    out[k] = v
+            if k in ("enum", "const") and _spelling_sensitive(v if k == "enum" else [v]):
+                # llguidance matches numbers and object key orders as written in the schema:
+                # the engine gets the value's shape (any spelling); the value is checked late
+                alts = v if k == "enum" else [v]
+                branch = {"anyOf": list({json.dumps(a): _const_schema(a) for a in alts}.values())}
+                out["allOf"] = out.get("allOf", []) + [self.run(branch, f"{ptr}/{k}")]
                 continue
+            if k == "multipleOf":
+                continue  # any spelling of a number (1.0 is an integer): checked late
+            if k == "type":  # `1.0` is an integer in JSON Schema; llguidance's integer is not
+                v = _number_for_integer(v)
             if k == "required":
                 if not self.any_order:
                     out[k] = v
@@ -192,6 +226,10 @@ class _Relaxer:
                 out["allOf"] = out.get("allOf", []) + [{"anyOf": alts}]
             else:
                 out["anyOf"] = alts
+        if isinstance(s.get("patternProperties"), dict) and "additionalProperties" in out:
+            # a key written with escapes does not match the engine's patterns: it falls to
+            # additionalProperties, which must then allow it (checked late; a superset)
+            out["additionalProperties"] = True
         if self.any_order and isinstance(out.get("properties"), dict):
             self._unorder(out, ptr)
         return out
@@ -200,9 +238,12 @@ class _Relaxer:
         props = out.pop("properties")
         pats = dict(out.get("patternProperties", {}))
         clash = self.safe_patterns and pats and (len(pats) > 1 or _overlap(pats, props))
+        if clash or not all(name.isascii() for name in props):
+            # a non-ASCII name may be written with escapes, which the literal pattern of
+            # the name does not match: such keys fall to additionalProperties (a superset)
+            out["additionalProperties"] = True
         if clash:
             pats = {}
-            out["additionalProperties"] = True
         for name, sub in props.items():
             pat = _lit_pattern(name)
             pats[pat] = sub

@@ -1,0 +1,96 @@
+"""Compile time of ``potentia.json`` on the MaskBench sample (byte level, one thread).
+
+Each schema of ``../shared/data/maskbench-sample/`` is compiled once with
+``JSONSchema(schema)`` (meta-schema check, relaxation, llguidance grammar build and
+validation, the root matcher, the emptiness check); schemas potentia refuses are counted
+apart. Prints p50/p99/max and a final ``BENCH json_compile`` line.
+
+Run: ``.venv/bin/python benchmarks/json_compile.py [--save FILE] [--baseline FILE]
+[--write]``. ``--save`` keeps the raw times (JSON); ``--baseline`` reads such a file
+(measured before a change) and adds it to the table; ``--write`` writes the table to
+docs/benchmarks.md between the ``json_compile`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+from _report import write_section  # noqa: E402
+
+from potentia.constraints.json_schema import JSONSchema  # noqa: E402
+
+DATA = Path("/work/shared/data/maskbench-sample")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure() -> dict:
+    """Compile every schema once; the times in ms and the names of refused schemas."""
+    JSONSchema({"type": "string"})  # warm the byte tokenizer and imports
+    times, refused = {}, []
+    for f in sorted(DATA.glob("*.json")):
+        schema = json.loads(f.read_text())["schema"]
+        t0 = time.perf_counter()
+        try:
+            JSONSchema(schema)
+        except ValueError:
+            refused.append(f.stem)
+            continue
+        times[f.stem] = (time.perf_counter() - t0) * 1e3
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {"commit": commit, "times_ms": times, "refused": refused}
+
+
+def stats(res: dict) -> tuple[float, float, float]:
+    """p50, p99 and max of the compile times in ms."""
+    xs = np.asarray(list(res["times_ms"].values()))
+    return float(np.percentile(xs, 50)), float(np.percentile(xs, 99)), float(xs.max())
+
+
+def main() -> None:  # noqa: D103
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--save", type=Path)
+    ap.add_argument("--baseline", type=Path)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    res = measure()
+    if args.save:
+        args.save.write_text(json.dumps(res))
+    rows = []
+    if args.baseline:
+        base = json.loads(args.baseline.read_text())
+        rows.append((f"before (commit {base['commit']})", base))
+    rows.append((f"after (commit {res['commit']})", res))
+    lines = [
+        "| run | schemas compiled | p50 ms | p99 ms | max ms |",
+        "|---|---|---|---|---|",
+    ]
+    for label, r in rows:
+        p50, p99, mx = stats(r)
+        n = len(r["times_ms"])
+        lines.append(f"| {label} | {n} / {n + len(r['refused'])} | {p50:.1f} | {p99:.1f} | {mx:.1f} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        cmd = ".venv/bin/python benchmarks/json_compile.py --baseline FILE --write"
+        write_section(
+            "json_compile",
+            "## JSON compile time (MaskBench sample, byte level, 1 thread)\n\n"
+            f"{table}\n\nCommand: `{cmd}` (FILE saved by `--save` before the change).",
+        )
+    p50, p99, mx = stats(res)
+    print(f"BENCH json_compile p50_ms={p50:.1f} p99_ms={p99:.1f} max_ms={mx:.1f}")
+
+
+if __name__ == "__main__":
+    main()
