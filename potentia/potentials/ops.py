@@ -23,7 +23,7 @@ from potentia.potentials.base import (
     as_potential,
 )
 
-__all__ = ["Product", "And", "Or", "Not", "Power", "Lifted", "align"]
+__all__ = ["Product", "And", "Or", "OrState", "Not", "Power", "Lifted", "align"]
 
 
 def align(target: Vocabulary, other: Vocabulary, what: str) -> np.ndarray | None:
@@ -217,7 +217,13 @@ class And(Product):
 
 
 class Or(Potential):
-    """Union of two hard constraints: weight 1 if either accepts (exact prefixes too)."""
+    """Union of two hard constraints: weight 1 if either accepts (exact prefixes too).
+
+    Its batch state (:class:`OrState`) composes the operands' own states: a prefix is
+    viable iff either operand's is, and the allowed next tokens are the OR of their masks,
+    so a union of lifted regexes costs two native masks per step, not a loop over the
+    vocabulary.
+    """
 
     hard = True
 
@@ -241,6 +247,111 @@ class Or(Potential):
 
     def _complete(self, context: list[int]) -> float:
         return max(self.left.complete(context), self.right.complete(self._r(context)))
+
+    def _logw_next(self, context: list[int]) -> np.ndarray:
+        # through the composed state: no loop over the vocabulary
+        s = self.init_state(1)
+        for t in context:
+            s = s.advance(np.array([t], dtype=np.int64))
+        return s.logw_next()[0]
+
+    def init_state(self, n: int) -> OrState:  # noqa: D102
+        subs = []
+        for p in (self.left, self.right):
+            alive = p.prefix([]) > -np.inf
+            idx = np.arange(n) if alive else np.full(n, -1)
+            st = p.init_state(n)
+            subs.append((st if alive else st.select(np.zeros(0, dtype=np.int64)), idx))
+        return OrState(self, [[] for _ in range(n)], subs)
+
+    def _part_vec(self, i: int, vec: np.ndarray) -> np.ndarray:
+        """Factor ``i``'s next-token matrix in this potential's token order (EOS last)."""
+        if i == 0 or self._map is None:
+            return vec
+        return vec[:, np.append(self._map, len(self.vocab))]
+
+    def _part_tokens(self, i: int, tokens: np.ndarray) -> np.ndarray:
+        """Positions ``tokens`` (EOS allowed) as factor ``i``'s positions."""
+        if i == 0 or self._map is None:
+            return tokens
+        V = len(self.vocab)
+        return np.where(tokens == V, V, self._map[np.minimum(tokens, V - 1)])
+
+
+class OrState(PotentialState):
+    """Batch state of :class:`Or`: each operand's own state, on the rows where it is alive.
+
+    A prefix is viable iff either operand's prefix is, so the allowed next tokens are the
+    OR of the operands' masks over the rows where each is still alive (their native mask
+    paths: no loop over the vocabulary). An operand whose prefix died leaves its state.
+    """
+
+    def __init__(
+        self,
+        potential: Or,
+        contexts: list[list[int]],
+        subs: list[tuple[PotentialState, np.ndarray]],
+    ) -> None:
+        self.potential = potential
+        self._contexts = contexts
+        self.subs = subs  # (state, row of each Or row in that state or -1)
+
+    @property
+    def contexts(self) -> list[list[int]]:  # noqa: D102
+        return self._contexts
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+    def allowed(self) -> np.ndarray:  # noqa: D102
+        out = np.zeros((len(self), len(self.potential.vocab) + 1), dtype=bool)
+        for i, (st, idx) in enumerate(self.subs):
+            alive = idx >= 0
+            if alive.any():
+                out[alive] |= self.potential._part_vec(i, st.allowed())[idx[alive]]
+        return out
+
+    def logw_next(self) -> np.ndarray:  # noqa: D102
+        return np.where(self.allowed(), 0.0, -np.inf)
+
+    def _ok(self, i: int, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        st, idx = self.subs[i]
+        ok = np.zeros(len(rows), dtype=bool)
+        k = np.flatnonzero(idx[rows] >= 0)
+        if len(k):
+            tok = self.potential._part_tokens(i, tokens[k])
+            ok[k] = st.logw_tokens(idx[rows[k]], tok) > -np.inf
+        return ok
+
+    def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:  # noqa: D102
+        rows = np.asarray(rows, dtype=np.int64)
+        tokens = np.asarray(tokens, dtype=np.int64)
+        ok = self._ok(0, rows, tokens) | self._ok(1, rows, tokens)
+        return np.where(ok, 0.0, -np.inf)
+
+    def advance(self, tokens: np.ndarray) -> OrState:  # noqa: D102
+        tokens = self._row_tokens(tokens)
+        rows = np.arange(len(self))
+        subs = []
+        for i, (st, idx) in enumerate(self.subs):
+            keep = np.flatnonzero(self._ok(i, rows, tokens))  # still alive after the token
+            new_idx = np.full(len(self), -1)
+            new_idx[keep] = np.arange(len(keep))
+            tok = self.potential._part_tokens(i, tokens[keep])
+            subs.append((st.select(idx[keep]).advance(tok), new_idx))
+        ctxs = [c + [int(t)] for c, t in zip(self._contexts, tokens)]
+        return OrState(self.potential, ctxs, subs)
+
+    def select(self, rows: np.ndarray) -> OrState:  # noqa: D102
+        rows = np.asarray(rows, dtype=np.int64)
+        subs = []
+        for st, idx in self.subs:
+            picked = idx[rows]
+            alive = np.flatnonzero(picked >= 0)
+            new_idx = np.full(len(rows), -1)
+            new_idx[alive] = np.arange(len(alive))
+            subs.append((st.select(picked[alive]), new_idx))
+        return OrState(self.potential, [self._contexts[r] for r in rows], subs)
 
 
 class Not(Potential):
