@@ -197,3 +197,147 @@ def test_bad_argument_types():
         pt.json({}, property_order="random")
     with pytest.raises(ValueError, match="empty"):
         pt.json(False)
+
+
+# ----- issue 10: engine errors, order independence, escapes ---------------------------
+GREEK = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi "
+    "rho sigma tau upsilon phi chi psi omega"
+).split()
+PANELS = {
+    "type": "object",
+    "properties": {
+        f"panel{k}": {
+            "type": "object",
+            "properties": {f"{w}Found{k}": {"type": "string"} for w in GREEK},
+        }
+        for k in range(40)
+    },
+}
+PANEL_DOC = json.dumps(
+    {f"panel{k}": {f"{w}Found{k}": f"{w.title()} Found" for w in GREEK} for k in range(40)}
+).encode()
+
+
+@pytest.fixture(scope="module")
+def panels():
+    assert jsonschema.Draft202012Validator(PANELS).is_valid(json.loads(PANEL_DOC))
+    return pt.json(PANELS)
+
+
+def test_engine_error_is_not_a_rejection_and_does_not_poison(panels):
+    # llguidance used to fail here ("lexer error: too many expressions constructed") after
+    # the emptiness check's mask, and every later query of the object failed too.
+    assert panels.complete(list(PANEL_DOC)) == 0.0
+    assert panels.prefix(list(b"{")) == 0.0
+    assert panels.prefix(list(PANEL_DOC[:-1])) == 0.0
+    assert panels.complete(list(PANEL_DOC[:-1])) == -np.inf
+    assert panels.prefix(list(b'{"panel0": 1')) == -np.inf
+
+
+def _queries():
+    bad = PANEL_DOC[:40] + b"1"
+    return [
+        ("prefix", PANEL_DOC, 0.0),
+        ("complete", PANEL_DOC, 0.0),
+        ("prefix", PANEL_DOC[:-1], 0.0),
+        ("complete", PANEL_DOC[:-1], -np.inf),
+        ("prefix", b"{", 0.0),
+        ("prefix", bad, -np.inf),
+        ("next", PANEL_DOC[:500], PANEL_DOC[500]),
+        ("walk", PANEL_DOC[:300], 0.0),
+    ]
+
+
+def _answer(c, kind, data):
+    if kind in ("prefix", "complete"):
+        return getattr(c, kind)(list(data))
+    if kind == "next":  # the full mask at a state, read at the document's next byte
+        st_ = c.init_state(1).advance(np.array([data[0]]))
+        for x in data[1:]:
+            st_ = st_.advance(np.array([x]))
+        return st_.logw_next()[0]
+    st_ = c.init_state(1)
+    for x in data:
+        st_ = st_.advance(np.array([x]))
+    return st_.prefix()[0]
+
+
+@settings(max_examples=6, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.integers(0, len(_queries()) - 1), min_size=1, max_size=6))
+def test_answers_do_not_depend_on_query_order(panels, order):
+    """Random interleavings on one object give the answers a fresh object gives."""
+    queries = _queries()
+    for i in order:
+        kind, data, want = queries[i]
+        got = _answer(panels, kind, data)
+        if kind == "next":  # the document's next byte allowed, a control byte never
+            assert got[want] == 0.0 and got[1] == -np.inf
+        else:
+            assert got == want, (kind, len(data))
+
+
+def test_answers_equal_a_fresh_objects():
+    fresh = pt.json(PANELS)
+    for kind, data, want in _queries()[:2]:
+        assert _answer(fresh, kind, data) == want
+
+
+class _Broken:
+    """A matcher that always reports an engine error (a spent resource limit)."""
+
+    def deep_copy(self):
+        return self
+
+    def try_consume_tokens(self, toks):
+        return 0
+
+    def is_error(self):
+        return True
+
+    def get_error(self):
+        return "lexer error: too many expressions constructed\n<state>"
+
+
+def test_limit_error_is_raised_and_complete_stays_exact(monkeypatch):
+    from potentia.constraints.llg import EngineLimitError
+
+    c = pt.json({"type": "array", "items": {"type": "integer"}})
+    monkeypatch.setattr(c, "_root", _Broken())
+    monkeypatch.setattr(c, "_new_root", lambda factor: _Broken())
+    with pytest.raises(EngineLimitError, match=r"too many expressions.*step_lexer_fuel.*limits="):
+        c.prefix(list(b"[1"))
+    assert c.complete(list(b"[1, 2]")) == 0.0  # answered by the exact jsonschema check
+    assert c.complete(list(b'[1, "x"]')) == -np.inf
+    with pytest.raises(ValueError, match="`limits` has unknown keys"):
+        pt.json({}, limits={"fuel": 1})
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [True, {"type": "string"}, {"type": "string", "maxLength": 3}, {"type": "array"}],
+    ids=["true", "string", "maxLength", "array"],
+)
+def test_every_json_escape_is_accepted(schema):
+    c = pt.json(schema)
+    docs = [b'"\\u0041"', b'"\\u00e9"', b'"\\ud83d\\ude00"', b'"\\uD83D\\uDE00"', b'"\\u001f"']
+    docs += [b'"\\n\\b\\f\\r\\t\\"\\\\"', b'"\\u0022\\u005c"']
+    for d in docs:
+        if schema == {"type": "array"}:
+            d = b"[" + d + b"]"
+        want = 0.0 if jsonschema.Draft202012Validator(schema).is_valid(json.loads(d)) else -np.inf
+        assert c.complete(list(d)) == want, d
+        assert walk_ok(c, list(d)) == (want == 0.0), d
+    assert c.complete(list(b'"\\ud83d"')) == -np.inf  # a lone surrogate is no character
+
+
+def test_ascii_escaped_documents_pass():
+    s = {"type": "object", "properties": {"ru": {"type": "string"}, "é": {"enum": ["Привет", 1]}}}
+    c = pt.json(s)
+    for v in ({"ru": "Привет"}, {"é": "Привет"}, {"é": 1.0}):
+        assert walk_ok(c, list(json.dumps(v).encode())), v
+    assert c.complete(list(json.dumps({"é": "Hello"}).encode())) == -np.inf  # checked late
+    assert walk_ok(pt.json({"type": "integer"}), list(b"1.0"))
+    assert walk_ok(
+        pt.json({"const": {"a": 1, "b": [2.5, "x"]}}), list(b'{"b": [2.5, "x"], "a": 1}')
+    )
