@@ -189,6 +189,7 @@ def sample(
     time_limit: float | None = None,
     max_lm_calls: int | None = None,
     max_attempts: int | None = None,
+    temperature: float = 1.0,
 ) -> Result:
     """Draw properly weighted samples of ``LM(· | prompt) × constraint``.
 
@@ -220,6 +221,12 @@ def sample(
             expansions. ``None``: none for SMC (``max_tokens`` bounds it), and
             ``TRIE_LM_CALLS_PER_TOKEN · particles · max_tokens`` for the trie methods.
         max_attempts: Budget of walks for ``method="asap"|"cars"|"lcd"`` (``None``: none).
+        temperature: A declared change of the *target* (SMC only): ``T`` ≠ 1 samples
+            ``LM(x)^(1/T) · constraint(x)`` (the LM potential raised to ``1/T`` with
+            :class:`~potentia.potentials.ops.Power`), and the weights stay proper for
+            that target. This tempers whole strings; it is not per-token temperature
+            sampling (softmax(logits / T) renormalised at each step), whose distribution
+            over strings differs.
 
     When a budget runs out the run returns what it has: the message and
     ``Result.extra["stopped_by"]`` name the budget and the fix. So does Ctrl-C
@@ -242,6 +249,19 @@ def sample(
             or max_attempts < 1
         ):
             raise ValueError(f"`max_attempts` is {max_attempts!r}; pass an int >= 1, or None.")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float | np.floating | np.integer)
+        or not (0 < float(temperature) < np.inf)
+    ):
+        raise ValueError(
+            f"`temperature` is {temperature!r}; pass a finite number > 0 (1 = the LM itself)."
+        )
+    if float(temperature) != 1.0 and method != "smc":
+        raise ValueError(
+            f"`temperature`={temperature} changes the target, which method={method!r} "
+            "cannot sample (its θ trie needs the LM's own probabilities); use method='smc'."
+        )
     get_scheme(resampling)
     if method != "smc" and method not in METHODS:
         raise ValueError(f"`method` is {method!r}; available: {['smc', *sorted(METHODS)]}.")
@@ -279,6 +299,8 @@ def sample(
         )
     lm = _lm_potential(model, prompt)
     c = _coerce_constraint(constraint, lm.vocab)
+    if float(temperature) != 1.0:
+        lm = lm ** (1.0 / float(temperature))  # the declared target LM^(1/T) · constraint
     if sampler == "auto":
         sampler = "awrs" if (c is not None and c.hard and "awrs" in SAMPLERS) else "direct"
     token_sampler = SAMPLERS[sampler](lm, c)

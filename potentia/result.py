@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -116,5 +119,71 @@ class Result:
             lines.append(f"  {p:8.4f}  {text!r}")
         return "\n".join(lines)
 
+    def to_json(self) -> str:
+        """The result as a JSON text (:meth:`from_json` reads it back).
+
+        Non-finite floats (``-inf`` log weights) are written as ``{"__float__": "-inf"}``
+        (or ``"inf"``, ``"nan"``) so that any JSON reader accepts the text; numpy arrays in
+        ``extra`` become lists, other values that JSON cannot hold become their ``repr``.
+        """
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        d["log_weights"] = [float(w) for w in np.asarray(self.log_weights, dtype=float)]
+        d["contexts"] = [[int(t) for t in c] for c in self.contexts]
+        return json.dumps({"potentia.Result": 1, **_jsonable(d)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Result:
+        """Read a result written by :meth:`to_json` (``extra``'s arrays come back as lists).
+
+        Raises:
+            ValueError: if ``text`` is not JSON written by :meth:`to_json`.
+        """
+        try:
+            d = json.loads(text)
+        except (TypeError, json.JSONDecodeError) as e:
+            raise ValueError(
+                f"`text` is not JSON ({e}); pass the output of Result.to_json()."
+            ) from e
+        if not isinstance(d, dict) or d.pop("potentia.Result", None) != 1:
+            raise ValueError("`text` was not written by Result.to_json(); pass its output.")
+        d = _unjson(d)
+        d["log_weights"] = np.asarray(d["log_weights"], dtype=float)
+        d["log_z"] = float(d["log_z"])
+        return cls(**d)
+
     def __repr__(self) -> str:
         return f"Result({self.summary()})"
+
+
+_NONFINITE = {"-inf": -math.inf, "inf": math.inf, "nan": math.nan}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, int | np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        v = float(x)
+        if math.isfinite(v):
+            return v
+        return {"__float__": "nan" if v != v else ("inf" if v > 0 else "-inf")}
+    if x is None or isinstance(x, str):
+        return x
+    return repr(x)
+
+
+def _unjson(x: Any) -> Any:
+    if isinstance(x, dict):
+        if set(x) == {"__float__"} and x["__float__"] in _NONFINITE:
+            return _NONFINITE[x["__float__"]]
+        return {k: _unjson(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_unjson(v) for v in x]
+    return x

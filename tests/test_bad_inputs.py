@@ -96,6 +96,10 @@ TABLE = [
      ValueError, ["`max_attempts`", ">= 1"]),
     ("progress='yes'", lambda m: pt.sample(m, "x", progress="yes"), TypeError,
      ["`progress`", "True, False or None"]),
+    ("temperature=0", lambda m: pt.sample(m, "x", temperature=0), ValueError,
+     ["`temperature`", "> 0"]),
+    ("temperature with cars", lambda m: pt.sample(m, "x", pt.regex("a"), method="cars",
+     temperature=0.7), ValueError, ["`temperature`", "use method='smc'"]),
     # ----- pt.sample: model, constraint, critic, twist
     ("model=object()", lambda m: pt.sample(object(), "x"), TypeError, ["`model`", "LM.default()"]),
     ("Potential model with a prompt", lambda m: pt.sample(_toy_dfa(), "x"), ValueError,
