@@ -6,7 +6,7 @@ validation, the root matcher, the emptiness check); schemas potentia refuses are
 apart. Prints p50/p99/max and a final ``BENCH json_compile`` line.
 
 Run: ``.venv/bin/python benchmarks/json_compile.py [--save FILE] [--baseline FILE]
-[--write]``. ``--save`` keeps the raw times (JSON); ``--baseline`` reads such a file
+[--write] [--load FILE]``. ``--save`` keeps the raw times (JSON); ``--baseline`` reads such a file
 (measured before a change) and adds it to the table; ``--write`` writes the table to
 docs/benchmarks.md between the ``json_compile`` markers.
 """
@@ -62,8 +62,9 @@ def main() -> None:  # noqa: D103
     ap.add_argument("--save", type=Path)
     ap.add_argument("--baseline", type=Path)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--load", type=Path, help="report a saved run instead of measuring")
     args = ap.parse_args()
-    res = measure()
+    res = json.loads(args.load.read_text()) if args.load else measure()
     if args.save:
         args.save.write_text(json.dumps(res))
     rows = []
@@ -78,7 +79,9 @@ def main() -> None:  # noqa: D103
     for label, r in rows:
         p50, p99, mx = stats(r)
         n = len(r["times_ms"])
-        lines.append(f"| {label} | {n} / {n + len(r['refused'])} | {p50:.1f} | {p99:.1f} | {mx:.1f} |")
+        lines.append(
+            f"| {label} | {n} / {n + len(r['refused'])} | {p50:.1f} | {p99:.1f} | {mx:.1f} |"
+        )
     table = "\n".join(lines)
     print(table)
     if args.write:

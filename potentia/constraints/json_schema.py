@@ -15,10 +15,15 @@ anchored ``patternProperties`` and checks ``required`` at completion; pass
 ``property_order="schema"`` to force the schema's order instead (then ``required`` is
 enforced early too, and documents with other orders are outside the language).
 
-Representation: values constrained by ``type: integer``, ``const`` or ``enum`` must be
-written as llguidance writes them (``1``, not ``1.0`` or ``1e0``), and strings constrained
-by ``pattern``/``enum``/``const``/property names may not use needless ``\uXXXX``
-escapes of printable characters.
+Spellings: strings take every ``\uXXXX`` escape (surrogate pairs included) and the short
+escapes llguidance knows (all but ``\/``). Where llguidance matches a value as written
+in the schema (``type: integer`` against ``1.0``, numeric or object ``const``/``enum``
+values, non-ASCII constants and property names that ``json.dumps`` escapes), the relaxed
+schema keeps only the value's shape and ``complete`` decides. Remaining limits (see
+docs/constraints.md): needless escapes of ASCII characters in ``pattern``/ASCII
+``enum``/``const``/property names, and exponent spellings under numeric bounds.
+
+Engine errors are never read as rejections (see :mod:`potentia.constraints.llg`).
 
 Refused (``ValueError`` naming the keyword and its JSON pointer): schemas that fail the
 2020-12 meta-schema, and ``$ref``/``$dynamicRef`` to documents outside the schema (remote

@@ -64,6 +64,17 @@ _LIMIT_DEFAULTS = {
 _LIMIT_KEYS = (*_LIMIT_DEFAULTS, "max_items_in_row", "max_grammar_size", "precompute_large_lexemes")
 
 
+_LIMIT_WORDS = ("too many", "fuel", "limit", "exceeded", "too large", "too big", "max_")
+
+
+def _is_limit(err: str) -> bool:
+    """Whether an llguidance error reports a resource limit (not the grammar's answer).
+
+    Other errors (e.g. ``NoExtensionBias``: no byte can follow) are the engine's answer.
+    """
+    return any(w in err.lower() for w in _LIMIT_WORDS)
+
+
 class EngineLimitError(RuntimeError):
     """llguidance hit a resource limit on a query, even after a fresh, larger retry."""
 
@@ -241,7 +252,9 @@ class LLGConstraint(Potential):
         toks = self._tokens(context)
         m = self._fresh()
         n = m.try_consume_tokens(toks) if toks else 0
-        if m.is_error():  # a rejected token leaves no error: this is the engine failing
+        if m.is_error():  # a rejected token leaves no error: a limit, or no continuation
+            if not _is_limit(m.get_error()):
+                return None
             return self._recover(toks, m.get_error())[0]
         return m if n == len(toks) else None
 
@@ -261,6 +274,8 @@ class LLGConstraint(Potential):
             if not m.is_error():
                 return (m if n == len(toks) else None), level
             err = m.get_error()
+            if not _is_limit(err):
+                return None, level
         raise self._limit_error(err)
 
     def _limit_error(self, err: str) -> EngineLimitError:
@@ -278,7 +293,7 @@ class LLGConstraint(Potential):
 
     def _accepts(self, m: llguidance.LLMatcher, context: list[int]) -> bool:
         acc = m.is_accepting()
-        if m.is_error():
+        if m.is_error() and _is_limit(m.get_error()):
             try:
                 m2 = self._recover(self._tokens(context), m.get_error())[0]
             except EngineLimitError:
@@ -305,7 +320,7 @@ class LLGConstraint(Potential):
             row = words[i]
             m.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
             level = 0
-            while m.is_error():
+            while m.is_error() and _is_limit(m.get_error()):
                 toks = self._tokens(contexts[i])
                 if level >= len(ESCALATION):
                     raise self._limit_error(m.get_error())
@@ -461,7 +476,7 @@ class LLGState(PotentialState):
                 res.append(0.0)
             else:
                 ok = m.validate_tokens([t])
-                if not ok and m.is_error():
+                if not ok and m.is_error() and _is_limit(m.get_error()):
                     m = p._recover(p._tokens(self._contexts[r]), m.get_error())[0]
                     matchers[r] = m
                     ok = m is not None and m.validate_tokens([t])
@@ -480,9 +495,12 @@ class LLGState(PotentialState):
                 continue
             m2 = m.deep_copy()
             ok = m2.try_consume_tokens([t]) == 1
-            if m2.is_error():  # the engine failed (a rejection leaves no error): rerun
-                m2, _ = p._recover(p._tokens(c), m2.get_error())
-                ok = m2 is not None
+            if m2.is_error():  # a rejection leaves no error: a limit (rerun) or a dead end
+                if _is_limit(m2.get_error()):
+                    m2, _ = p._recover(p._tokens(c), m2.get_error())
+                    ok = m2 is not None
+                else:
+                    ok = False
             new.append(m2 if ok else None)
         return LLGState(self.potential, new, ctxs)
 
