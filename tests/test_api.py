@@ -121,13 +121,13 @@ def test_trie_methods_default_lm_call_budget(monkeypatch):
 
 @pytest.mark.real_model
 def test_cars_on_an_unreachable_regex_returns_quickly_with_the_budget(smollm):
-    """Issue 11, reproduction 2: no string fits max_tokens=2; CARS used to run for minutes."""
-    import time
+    """Issue 11, reproduction 2: no string fits max_tokens=2; CARS used to run for minutes.
 
-    t0 = time.perf_counter()
+    The default LM-call budget (not a wall-clock assertion, which a busy CI machine would
+    break) is what ends the run: 32 calls, a few seconds on an idle CPU.
+    """
     out = pt.sample(smollm, "Write one long word:", pt.regex(r" [a-z]{30}\."), method="cars",
                     max_tokens=2)  # fmt: skip
-    assert time.perf_counter() - t0 < 10
     assert out.texts == [] and out.extra["stopped_by"].startswith("`max_lm_calls`=32 ran out")
     assert "raise `max_lm_calls`, or use method='smc'" in out.message
 
