@@ -27,16 +27,18 @@ from potentia.result import Result
 from potentia.samplers.base import TokenSampler
 from potentia.samplers.units import as_boundary
 from potentia.smc.engine import (
-    SMCKernel,
-    check_kernel,
+    budget_out,
     finish,
+    halt,
     init,
+    make_kernel,
     resample_particles,
     step,
     stop,
+    validate_budgets,
     validate_run_args,
 )
-from potentia.smc.resampling import Resampler, get_scheme
+from potentia.smc.resampling import Resampler
 
 __all__ = ["unit_smc"]
 
@@ -78,16 +80,9 @@ def unit_smc(
         the steps (all at boundaries) where the particles were resampled.
     """
     validate_run_args(n_particles, max_tokens, ess_threshold, on_max_tokens)
-    _check_budget("time_limit", time_limit, float)
-    _check_budget("max_lm_calls", max_lm_calls, int)
+    validate_budgets(time_limit, max_lm_calls)
     boundary = as_boundary(unit)
-    if not isinstance(sampler, TokenSampler):
-        raise TypeError(
-            f"`sampler` is {type(sampler).__name__}; pass a TokenSampler such as "
-            "DirectSampler(target)."
-        )
-    kernel = SMCKernel(sampler, critic, twist, float(ess_threshold), get_scheme(resampling))
-    check_kernel(kernel)
+    kernel = make_kernel(sampler, critic, twist, ess_threshold, resampling)
     quiet = dataclasses.replace(kernel, ess_threshold=0.0)  # step never resamples
     vocab = sampler.target.vocab
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -96,11 +91,8 @@ def unit_smc(
     start = np.zeros(p.n, dtype=np.int64)  # where each particle's current unit began
     stopped_by = None
     while len(p.live) and p.step < max_tokens:
-        if max_lm_calls is not None and p.step >= max_lm_calls:
-            stopped_by = f"`max_lm_calls`={max_lm_calls} ran out after {p.step} steps"
-            break
-        if time_limit is not None and time.perf_counter() - t0 >= time_limit:
-            stopped_by = f"`time_limit`={time_limit:g} s ran out after {p.step} steps"
+        stopped_by = budget_out(p.step, time.perf_counter() - t0, time_limit, max_lm_calls)
+        if stopped_by:
             break
         step(quiet, p, rng)
         closed = [boundary.ends(vocab, p.contexts[i][start[i] :]) for i in p.live]
@@ -112,24 +104,11 @@ def unit_smc(
             if ess > 0 and ess < kernel.ess_threshold * p.n:
                 resample_particles(kernel, p, rng)
                 start = np.array([len(c) for c in p.contexts], dtype=np.int64)
-    if len(p.live):  # a budget stop truncates (excluded from the posterior)
-        stop(kernel, p, "truncate" if stopped_by else on_max_tokens)
-    res = finish(kernel, p, time.perf_counter() - t0)
-    if stopped_by:
-        res.message = f"stopped early: {stopped_by}; {res.message}"
-        res.extra["stopped_by"] = stopped_by
+    if len(p.live) and stopped_by:  # a budget stop truncates (excluded from the posterior)
+        halt(kernel, p)
+    elif len(p.live):
+        stop(kernel, p, on_max_tokens)
+    res = finish(kernel, p, time.perf_counter() - t0, stopped_by)
     res.method = f"unit_smc[{type(sampler).__name__}, {boundary!r}]"
     res.extra["unit"] = repr(boundary)
     return res
-
-
-def _check_budget(name: str, value: object, kind: type) -> None:
-    """``None`` or a positive number (an int when ``kind`` is int)."""
-    if value is None:
-        return
-    ok = kind is float and isinstance(value, int | float | np.number)
-    ok = ok or isinstance(value, int | np.integer)
-    if isinstance(value, bool) or not ok:
-        raise TypeError(f"`{name}` is {value!r}; pass a number > 0, or None (no limit).")
-    if not value > 0:
-        raise ValueError(f"`{name}` is {value}; pass a number > 0, or None (no limit).")

@@ -60,6 +60,8 @@ __all__ = [
     "stop",
     "finish",
     "check_kernel",
+    "make_kernel",
+    "budget_out",
     "validate_run_args",
     "validate_budgets",
     "halt",
@@ -426,13 +428,7 @@ def smc(
     """
     validate_run_args(n_particles, max_tokens, ess_threshold, on_max_tokens)
     validate_budgets(time_limit, max_lm_calls)
-    if not isinstance(sampler, TokenSampler):
-        raise TypeError(
-            f"`sampler` is {type(sampler).__name__}; pass a TokenSampler such as "
-            "DirectSampler(target)."
-        )
-    kernel = SMCKernel(sampler, critic, twist, float(ess_threshold), get_scheme(resampling))
-    check_kernel(kernel)
+    kernel = make_kernel(sampler, critic, twist, ess_threshold, resampling)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     t0 = time.perf_counter()
     p = init(kernel, n_particles)
@@ -440,7 +436,7 @@ def smc(
     stopped_by = None
     try:
         while len(p.live) and p.step < max_tokens:
-            stopped_by = _budget_out(p.step, time.perf_counter() - t0, time_limit, max_lm_calls)
+            stopped_by = budget_out(p.step, time.perf_counter() - t0, time_limit, max_lm_calls)
             if stopped_by:
                 break
             step(kernel, p, rng)
@@ -460,7 +456,25 @@ def smc(
     return finish(kernel, p, time.perf_counter() - t0, stopped_by)
 
 
-def _budget_out(
+def make_kernel(
+    sampler: TokenSampler,
+    critic: Potential | None,
+    twist: Potential | None,
+    ess_threshold: float,
+    resampling: str | Resampler,
+) -> SMCKernel:
+    """The kernel of a run, after checking the sampler and the critic's and twist's vocabularies."""
+    if not isinstance(sampler, TokenSampler):
+        raise TypeError(
+            f"`sampler` is {type(sampler).__name__}; pass a TokenSampler such as "
+            "DirectSampler(target)."
+        )
+    kernel = SMCKernel(sampler, critic, twist, float(ess_threshold), get_scheme(resampling))
+    check_kernel(kernel)
+    return kernel
+
+
+def budget_out(
     steps: int, elapsed: float, time_limit: float | None, max_lm_calls: int | None
 ) -> str | None:
     """Which budget has run out (a sentence with the fix), or ``None``."""
