@@ -17,6 +17,7 @@ from potentia.result import Result
 from potentia.samplers.awrs import AWRS
 from potentia.samplers.base import TokenSampler
 from potentia.samplers.direct import DirectSampler
+from potentia.search import Budget, astar, beam_search, best_of_n, deal
 from potentia.smc.engine import smc, validate_budgets, validate_run_args
 from potentia.smc.resampling import get_scheme
 
@@ -320,14 +321,12 @@ def sample(
     )
 
 
-# ---- search engines (issue 12, owner: potentia/search/) -----------------------------
+# ---- search engines -------------------------------------------------------------------
 # pt.sample(..., method="astar" | "beam" | "deal" | "bon"): `particles` is the number of
 # best strings (A*), the beam width (beam, DeAL) or N (best-of-N); `max_lm_calls` is the
 # LM-token budget, `max_attempts` the expansion budget, `time_limit` the wall-clock one.
 # Custom heuristics, rewards and units: call potentia.search directly.
 def _search_method(name: str) -> Callable[..., Result]:
-    from potentia.search import Budget, astar, beam_search, best_of_n, deal
-
     def run(
         model: Any,
         prompt: Any,
