@@ -9,8 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT.parent / "shared" / "tools" / "import_graph.py"
-LAYERS = ["potentials", "constraints,lm,models,result", "samplers", "smc", "asap,search"]
-LAYERS += ["testing", "api,cli,viz"]
+LAYERS = ["potentials", "constraints,lm,models,result,plots", "samplers", "smc", "asap,search"]
+LAYERS += ["testing", "api,cli,viz,agents,interop,many"]
 
 
 @pytest.mark.skipif(not TOOL.is_file(), reason="../shared/tools/import_graph.py not present")
