@@ -17,7 +17,8 @@ from potentia.result import Result
 from potentia.samplers.awrs import AWRS
 from potentia.samplers.base import TokenSampler
 from potentia.samplers.direct import DirectSampler
-from potentia.search import Budget, astar, beam_search, best_of_n, deal
+from potentia.samplers.units import as_boundary
+from potentia.search import Budget, astar, beam_search, best_of_n, deal, unit_smc
 from potentia.smc.engine import smc, validate_budgets, validate_run_args
 from potentia.smc.resampling import get_scheme
 
@@ -29,6 +30,7 @@ __all__ = [
     "METHODS",
     "TRIE_LM_CALLS_PER_TOKEN",
     "check_hard_weights",
+    "SEARCH_METHODS",
 ]
 
 #: Token samplers by name: ``factory(lm_potential, constraint_or_None) -> TokenSampler``.
@@ -191,8 +193,9 @@ def sample(
     max_lm_calls: int | None = None,
     max_attempts: int | None = None,
     temperature: float = 1.0,
+    unit: object = None,
 ) -> Result:
-    """Draw properly weighted samples of ``LM(· | prompt) × constraint``.
+    r"""Draw properly weighted samples of ``LM(· | prompt) × constraint``.
 
     Args:
         model: A model object with ``.potential(prompt)`` (``potentia.LM``, ``ToyLM``), or
@@ -204,7 +207,10 @@ def sample(
             trie: ``"asap"`` (grammar-aligned sampling), ``"cars"`` (exact rejection),
             ``"lcd"`` (locally constrained decoding, biased: a baseline). Those return
             ``particles`` equally weighted strings and need a hard ``constraint``; to keep
-            a trie learning across calls use :mod:`potentia.asap.asap` directly.
+            a trie learning across calls use :mod:`potentia.asap.asap` directly. Or a
+            search for high-weight strings of ``LM × constraint`` (a hard, a soft or no
+            constraint): ``"astar"``, ``"beam"``, ``"deal"``, ``"bon"`` (best-of-N); see
+            ``docs/search.md``.
         sampler: The token sampler: ``"direct"``, or ``"auto"`` (the best available:
             AWRS for hard constraints when installed, else direct), or any registered name.
         particles: Number of particles.
@@ -228,6 +234,11 @@ def sample(
             that target. This tempers whole strings; it is not per-token temperature
             sampling (softmax(logits / T) renormalised at each step), whose distribution
             over strings differs.
+        unit: SMC only: resample only at step-unit boundaries
+            (:func:`potentia.search.unit_smc`): a delimiter such as ``"\n"``, a token
+            count ``k``, or a :class:`~potentia.samplers.units.Boundary`. The target is
+            the same as token-level SMC's; only the resampling schedule changes.
+            ``None`` (default): token-level SMC.
 
     When a budget runs out the run returns what it has: the message and
     ``Result.extra["stopped_by"]`` name the budget and the fix. So does Ctrl-C
@@ -266,7 +277,25 @@ def sample(
     get_scheme(resampling)
     if method != "smc" and method not in METHODS:
         raise ValueError(f"`method` is {method!r}; available: {['smc', *sorted(METHODS)]}.")
-    if method != "smc" and (constraint is None or not getattr(constraint, "hard", False)):
+    if unit is not None:
+        if method != "smc":
+            raise ValueError(
+                f"`unit` is for method='smc' (resampling at unit boundaries); method={method!r} "
+                "takes no unit. For step-level search use potentia.search.astar(..., "
+                "expand='sample', unit=...)."
+            )
+        as_boundary(unit)  # a clear error for a bad unit, before any LM call
+    if method != "smc" and (critic is not None or twist is not None):
+        raise ValueError(
+            f"`critic` and `twist` are for method='smc'; method={method!r} ignores them. "
+            "Multiply a critic into the constraint (constraint * critic) for a search, or "
+            "use method='smc'."
+        )
+    if (
+        method != "smc"
+        and method not in SEARCH_METHODS
+        and (constraint is None or not getattr(constraint, "hard", False))
+    ):
         raise ValueError(
             f"`method={method!r}` needs a hard `constraint` (weights in {{0, 1}}), got "
             f"{constraint!r}; use method='smc' for soft potentials or no constraint."
@@ -305,6 +334,21 @@ def sample(
     if sampler == "auto":
         sampler = "awrs" if (c is not None and c.hard and "awrs" in SAMPLERS) else "direct"
     token_sampler = SAMPLERS[sampler](lm, c)
+    if unit is not None:
+        return unit_smc(
+            token_sampler,
+            unit,
+            n_particles=particles,
+            max_tokens=max_tokens,
+            rng=seed,
+            ess_threshold=ess_threshold,
+            resampling=resampling,
+            critic=critic,
+            twist=twist,
+            on_max_tokens=on_max_tokens,
+            time_limit=time_limit,
+            max_lm_calls=max_lm_calls,
+        )
     return smc(
         token_sampler,
         n_particles=particles,
@@ -357,6 +401,8 @@ def _search_method(name: str) -> Callable[..., Result]:
     return run
 
 
-for _name in ("astar", "beam", "deal", "bon"):
+#: The search engines: they take a hard, a soft or no constraint (the target is LM × it).
+SEARCH_METHODS = ("astar", "beam", "deal", "bon")
+for _name in SEARCH_METHODS:
     register_method(_name, _search_method(_name))
 # ---- end of search engines ----------------------------------------------------------
