@@ -24,6 +24,7 @@ from potentia.potentials import Potential, PotentialState, Vocabulary
 from potentia.result import Result
 from potentia.samplers import DirectSampler, TokenSampler
 from potentia.samplers.awrs import AWRS
+from potentia.search.step_potentials import lm_judge, prm, reward, verifier
 
 __all__ = [
     "sample",
@@ -46,5 +47,9 @@ __all__ = [
     "DirectSampler",
     "AWRS",
     "Result",
+    "reward",
+    "verifier",
+    "prm",
+    "lm_judge",
 ]
 __version__ = "0.1.0"
