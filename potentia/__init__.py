@@ -13,6 +13,7 @@ engine, the resampling schemes and the result type).
 
 from potentia.api import register_sampler, sample
 from potentia.constraints.cfg import cfg
+from potentia.constraints.graph import graph_path
 from potentia.constraints.json_schema import json_schema as json
 from potentia.constraints.lexical import contains, excludes, length, span_of
 from potentia.constraints.ltl import ltl
@@ -40,6 +41,7 @@ __all__ = [
     "excludes",
     "length",
     "span_of",
+    "graph_path",
     "Potential",
     "PotentialState",
     "Vocabulary",
