@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,12 @@ class Result:
         method: The engine and sampler that produced this result.
         message: A one-line account of the run (why it ended, what went wrong).
         extra: Engine-specific diagnostics.
+        logw_history: SMC only: array ``(steps, N)`` of every particle's log weight after
+            each step's reweighting (before any resampling; row ``k`` gives
+            ``ess_history[k]``). Empty for the other engines.
+        ancestors: SMC only: array ``(len(resampled_at), N)``; row ``e`` holds the
+            ancestor of every particle at the ``e``-th resampling event (particle ``j``
+            after it copies particle ``ancestors[e, j]`` before it). See :meth:`ancestry`.
     """
 
     contexts: list[list[int]]
@@ -50,6 +57,8 @@ class Result:
     method: str = ""
     message: str = ""
     extra: dict = field(default_factory=dict)
+    logw_history: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    ancestors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
 
     @property
     def weights(self) -> np.ndarray:
@@ -149,7 +158,133 @@ class Result:
         d = _unjson(d)
         d["log_weights"] = np.asarray(d["log_weights"], dtype=float)
         d["log_z"] = float(d["log_z"])
+        n = len(d["log_weights"])
+        for name, dtype in (("logw_history", float), ("ancestors", np.int64)):
+            if name in d:
+                rows = d[name]
+                d[name] = np.array(rows, dtype=dtype).reshape(len(rows), n)
         return cls(**d)
+
+    # ----- looking at a run (plots, HTML, tables) -------------------------------------
+    def ancestry(self) -> np.ndarray:
+        """The lineage of every final particle through the resampling events.
+
+        Returns:
+            An int array ``(len(resampled_at) + 1, N)``: entry ``[e, j]`` is the index,
+            during epoch ``e`` (epoch 0: before the first resampling; the last row: after
+            the last one, ``arange(N)``), of the particle that final particle ``j``
+            descends from. Row 0 is each particle's founder. Without resampling (or for
+            engines other than SMC) it is the single row ``arange(N)``.
+        """
+        n = len(self.texts)
+        anc = np.asarray(self.ancestors, dtype=np.int64).reshape(-1, n) if n else self.ancestors
+        rows = [np.arange(n)]
+        for a in anc[::-1]:
+            rows.append(a[rows[-1]])
+        return np.array(rows[::-1], dtype=np.int64).reshape(len(rows), n)
+
+    def plot(self, *, figsize: tuple[float, float] = (8.0, 7.5)) -> Any:
+        """A matplotlib figure of an SMC run (needs ``pip install matplotlib``).
+
+        Three panels sharing the step axis: every particle's log weight after each step,
+        the ESS with the resampling events marked, and the ancestry (one line per final
+        particle, back to its founder). Returns the ``Figure`` and never calls ``show()``.
+
+        Raises:
+            ValueError: if the result has no per-step record (the engines other than SMC);
+                :meth:`plot_posterior` works for every result.
+            ImportError: if matplotlib is not installed.
+        """
+        from potentia.plots import plot_run
+
+        return plot_run(self, figsize=figsize)
+
+    def plot_posterior(
+        self,
+        top: int = 20,
+        compare: Mapping[str, Mapping[str, float] | Result] | None = None,
+        *,
+        figsize: tuple[float, float] | None = None,
+    ) -> Any:
+        """A bar chart of :attr:`posterior` (largest ``top`` texts), as a matplotlib ``Figure``.
+
+        Args:
+            top: How many texts to show (the most probable under this result).
+            compare: Other distributions drawn beside this one, by label: a mapping
+                ``{text: probability}`` (e.g. an exact target) or another ``Result``.
+            figsize: Figure size in inches (``None``: from the number of bars).
+        """
+        from potentia.plots import plot_posterior
+
+        dists: dict[str, Any] = {self.method or "result": self.posterior}
+        dists.update(compare or {})
+        return plot_posterior(dists, top=top, figsize=figsize)
+
+    def _repr_html_(self) -> str:
+        """The run as an HTML table (what a notebook shows): texts coloured by weight."""
+        from potentia.plots import result_html
+
+        return result_html(self)
+
+    def to_frame(
+        self,
+        fields: Callable[[str], Mapping[str, Any]]
+        | Sequence[Mapping[str, Any] | None]
+        | None = None,
+    ) -> Any:
+        """One row per particle as a pandas ``DataFrame`` (needs ``pip install pandas``).
+
+        Columns: ``text``, ``log_weight``, ``weight`` (normalised over the finished
+        particles, as :attr:`weights`), ``status``, ``n_tokens``, ``founder`` (the particle
+        of the first epoch this one descends from, see :meth:`ancestry`), then one column
+        per field when ``fields`` is given. The index is the particle number.
+
+        Args:
+            fields: Named values of each particle: a function of a finished text (e.g.
+                ``template.fields``; unfinished particles get no values) or one mapping
+                (or ``None``) per particle (e.g. ``template.fields_of(result)``).
+
+        Raises:
+            ImportError: if pandas is not installed.
+            ValueError: if ``fields`` is a sequence of the wrong length.
+        """
+        try:
+            import pandas as pd
+        except ImportError as e:
+            raise ImportError(
+                "Result.to_frame() needs pandas: `pip install pandas` "
+                "(or the extra: `pip install potentia[frames]`)."
+            ) from e
+        n = len(self.texts)
+        cols: dict[str, Any] = {
+            "text": list(self.texts),
+            "log_weight": np.asarray(self.log_weights, dtype=float),
+            "weight": self.weights,
+            "status": list(self.status),
+            "n_tokens": [len(c) for c in self.contexts],
+            "founder": self.ancestry()[0],
+        }
+        if fields is not None:
+            if callable(fields):
+                rows = [
+                    fields(t) if s == "finished" else None for t, s in zip(self.texts, self.status)
+                ]
+            else:
+                rows = list(fields)
+                if len(rows) != n:
+                    raise ValueError(
+                        f"`fields` has {len(rows)} entries but the result has {n} particles; "
+                        "pass one mapping (or None) per particle, or a function of the text."
+                    )
+            keys = list(dict.fromkeys(k for r in rows if r for k in r))
+            clash = [k for k in keys if k in cols]
+            if clash:
+                raise ValueError(
+                    f"`fields` names {clash} clash with the frame's own columns; rename them."
+                )
+            for k in keys:
+                cols[k] = [r.get(k) if r else None for r in rows]
+        return pd.DataFrame(cols, index=pd.RangeIndex(n, name="particle"))
 
     def __repr__(self) -> str:
         return f"Result({self.summary()})"

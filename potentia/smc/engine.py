@@ -172,6 +172,12 @@ class Particles:
         resampled_at: Steps at which the particles were resampled.
         target_evals: Full next-token vectors the sampler computed.
         constraint_checks: Single-token constraint checks the sampler made.
+        logw_history: The N log weights after each step's reweighting (before any
+            resampling; the weights ``ess_history`` was computed from), one small vector
+            per step.
+        ancestors: At each resampling event (in the order of ``resampled_at``), the
+            ancestor index of every new particle: particle ``j`` after the event is a copy
+            of particle ``ancestors[e][j]`` before it.
     """
 
     contexts: list[list[int]]
@@ -188,6 +194,8 @@ class Particles:
     resampled_at: list[int] = field(default_factory=list)
     target_evals: int = 0
     constraint_checks: int = 0
+    logw_history: list[np.ndarray] = field(default_factory=list)
+    ancestors: list[np.ndarray] = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -272,6 +280,7 @@ def step(kernel: SMCKernel, p: Particles, rng: np.random.Generator) -> Particles
     p.step += 1
     ess = _ess(p.logw)
     p.ess_history.append(ess)
+    p.logw_history.append(p.logw.copy())
     if len(p.live) and ess > 0 and ess < kernel.ess_threshold * p.n:
         resample_particles(kernel, p, rng)
     return p
@@ -299,6 +308,7 @@ def resample_particles(kernel: SMCKernel, p: Particles, rng: np.random.Generator
     p.cstate = p.cstate.select(sel) if p.cstate is not None else None
     p.tstate = p.tstate.select(sel) if p.tstate is not None else None
     p.resampled_at.append(p.step)
+    p.ancestors.append(np.array(idx, dtype=np.int64))
 
 
 def stop(kernel: SMCKernel, p: Particles, on_max_tokens: str) -> Particles:
@@ -323,6 +333,7 @@ def stop(kernel: SMCKernel, p: Particles, on_max_tokens: str) -> Particles:
     p.live = live[:0]
     p.step += 1
     p.ess_history.append(_ess(p.logw))
+    p.logw_history.append(p.logw.copy())
     return p
 
 
@@ -375,7 +386,14 @@ def finish(
         method=f"smc[{type(kernel.sampler).__name__}]",
         message=message,
         extra={"stopped_by": stopped_by} if stopped_by else {},
+        logw_history=_stack(p.logw_history, p.n, float),
+        ancestors=_stack(p.ancestors, p.n, np.int64),
     )
+
+
+def _stack(rows: list[np.ndarray], n: int, dtype) -> np.ndarray:
+    """Per-step vectors of length ``n`` as one ``(len(rows), n)`` array."""
+    return np.array(rows, dtype=dtype).reshape(len(rows), n)
 
 
 def smc(
