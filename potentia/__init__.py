@@ -13,13 +13,16 @@ engine, the resampling schemes and the result type).
 
 from potentia.api import register_sampler, sample
 from potentia.constraints.cfg import cfg
+from potentia.constraints.infill import infill
 from potentia.constraints.graph import graph_path
+from potentia.constraints.intersect import intersect
 from potentia.constraints.json_schema import json_schema as json
 from potentia.constraints.lexical import contains, excludes, length, span_of
 from potentia.constraints.ltl import ltl
 from potentia.constraints.predicate import predicate
 from potentia.constraints.regex import regex
 from potentia.constraints.template import template
+from potentia.constraints.verse import suffix_rhyme, syllables
 from potentia.lm import LM
 from potentia.potentials import Potential, PotentialState, Vocabulary
 from potentia.result import Result
@@ -37,11 +40,15 @@ __all__ = [
     "predicate",
     "ltl",
     "template",
+    "infill",
     "contains",
     "excludes",
     "length",
     "span_of",
     "graph_path",
+    "intersect",
+    "syllables",
+    "suffix_rhyme",
     "Potential",
     "PotentialState",
     "Vocabulary",
