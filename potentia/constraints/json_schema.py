@@ -40,7 +40,9 @@ from urllib.parse import urldefrag, urljoin
 import jsonschema
 import jsonschema_specifications
 import llguidance
+import numpy as np
 
+from potentia.constraints.json_spelling import START, Lex, Spelling
 from potentia.constraints.llg import NO_FORCING, LLGConstraint, _check_limits, llg_tokenizer
 from potentia.potentials.base import Vocabulary
 
@@ -467,6 +469,44 @@ class JSONSchema(LLGConstraint):
         lark = self._lark(True)
         grammar = llguidance.LLMatcher.grammar_from_lark(NO_FORCING + lark)
         return True, lark, llguidance.LLMatcher(tok, grammar, log_level=0, limits=lim)
+
+    # ----- reading through the spelling transducer (see json_spelling) ---------------
+    def _spelling(self) -> Spelling:
+        sp = self.__dict__.get("_sp")
+        if sp is None or sp.vocab is not self.vocab:
+            sp = self._sp = Spelling.of(self.vocab)
+        return sp
+
+    def _row_start(self) -> Lex:
+        return START
+
+    def _tokens(self, context: list[int]) -> list[int]:
+        return self._spelling().walk(super()._tokens(context))[1]
+
+    def _aux_of(self, context: list[int]) -> Lex:
+        return self._spelling().walk(super()._tokens(context))[0]
+
+    def _read(self, m: llguidance.LLMatcher, aux: Lex, t: int, consume: bool) -> tuple[bool, Lex]:
+        new, out = self._spelling().step(aux, t)
+        toks = [t] if out is None else out
+        if not toks:
+            return True, new  # all held in an unfinished escape: the engine is unchanged
+        if consume:
+            return m.try_consume_tokens(toks) == len(toks), new
+        return m.validate_tokens(toks) == len(toks), new
+
+    def _fix_bits(
+        self, matchers: list[llguidance.LLMatcher], auxes: list[Lex], bits: np.ndarray
+    ) -> None:
+        sp = self._spelling()
+        for i, (m, aux) in enumerate(zip(matchers, auxes)):
+            if not aux[1]:  # only the tokens the transducer rewrites differ from the mask
+                cands = sp.special[aux[0]]
+            else:  # inside an unfinished escape: tokens that can continue it
+                cands = sp.continuing(aux[1])
+                bits[i] = False
+            for t in cands.tolist():
+                bits[i, t] = self._read(m, aux, t, False)[0]
 
     def _valid(self, data: bytes) -> bool:
         try:

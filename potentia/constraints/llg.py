@@ -291,6 +291,28 @@ class LLGConstraint(Potential):
             "`LLGConstraint(...)`, or simplify the schema/grammar."
         )
 
+    # ----- per-row reading hooks (a subclass may read tokens through a transducer) -----
+    def _row_start(self) -> object:
+        """The per-row reading state of an empty context (``None``: tokens go as they are)."""
+        return None
+
+    def _read(
+        self, m: llguidance.LLMatcher, aux: object, t: int, consume: bool
+    ) -> tuple[bool, object]:
+        """Whether ``m`` takes token ``t`` (consumed into ``m`` iff ``consume``), and the new row state."""
+        if consume:
+            return m.try_consume_tokens([t]) == 1, aux
+        return bool(m.validate_tokens([t])), aux
+
+    def _fix_bits(
+        self, matchers: list[llguidance.LLMatcher], auxes: list[object], bits: np.ndarray
+    ) -> None:
+        """Correct the native mask ``bits`` (in place) where :meth:`_read` differs."""
+
+    def _aux_of(self, context: list[int]) -> object:
+        """The per-row reading state after ``context``."""
+        return None
+
     def _accepts(self, m: llguidance.LLMatcher, context: list[int]) -> bool:
         acc = m.is_accepting()
         if m.is_error() and _is_limit(m.get_error()):
@@ -308,7 +330,10 @@ class LLGConstraint(Potential):
         return bool(self.check(self.vocab.decode_bytes(context)))
 
     def _mask_bits(
-        self, matchers: list[llguidance.LLMatcher], contexts: list[list[int]]
+        self,
+        matchers: list[llguidance.LLMatcher],
+        contexts: list[list[int]],
+        auxes: list[object] | None = None,
     ) -> np.ndarray:
         """Allowed-token bits of each matcher, shape ``(n, V)`` as booleans.
 
@@ -332,13 +357,19 @@ class LLGConstraint(Potential):
                 m.unsafe_compute_mask_ptr(row.ctypes.data, row.nbytes)
                 level += 1
         bits = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")
-        return bits[:, : len(self.vocab)].view(bool)
+        bits = bits[:, : len(self.vocab)].view(bool)
+        if self._row_start() is not None:
+            if auxes is None:
+                auxes = [self._aux_of(c) for c in contexts]
+            self._fix_bits(matchers, auxes, bits)
+        return bits
 
     def _vectors(
         self,
         matchers: list[llguidance.LLMatcher | None],
         eos: np.ndarray,
         contexts: list[list[int]],
+        auxes: list[object] | None = None,
     ) -> np.ndarray:
         """Log-weight matrix ``(n, V + 1)`` from matchers (``None`` = dead) and EOS weights.
 
@@ -349,7 +380,8 @@ class LLGConstraint(Potential):
         live = [i for i, m in enumerate(matchers) if m is not None]
         if live:
             sub = [matchers[i] for i in live]
-            bits = self._mask_bits(sub, [contexts[i] for i in live])
+            sub_aux = None if auxes is None else [auxes[i] for i in live]
+            bits = self._mask_bits(sub, [contexts[i] for i in live], sub_aux)
             for i, m in zip(live, sub):
                 matchers[i] = m
             block = out[live, :V]
@@ -387,7 +419,7 @@ class LLGConstraint(Potential):
         return self._vectors(ms, eos, contexts)
 
     def init_state(self, n: int) -> LLGState:  # noqa: D102
-        return LLGState(self, [self._root] * n, [[] for _ in range(n)])
+        return LLGState(self, [self._root] * n, [[] for _ in range(n)], [self._row_start()] * n)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}, vocab={len(self.vocab)} tokens)"
@@ -406,10 +438,12 @@ class LLGState(PotentialState):
         potential: LLGConstraint,
         matchers: list[llguidance.LLMatcher | None],
         contexts: list[list[int]],
+        auxes: list[object] | None = None,
     ) -> None:
         self.potential = potential
         self.matchers = matchers
         self._contexts = contexts
+        self._aux = [None] * len(matchers) if auxes is None else auxes
         self._eos: np.ndarray | None = None
         self._next: np.ndarray | None = None
 
@@ -433,7 +467,9 @@ class LLGState(PotentialState):
 
     def logw_next(self) -> np.ndarray:  # noqa: D102
         if self._next is None:
-            self._next = self.potential._vectors(self.matchers, self._eos_weights(), self._contexts)
+            self._next = self.potential._vectors(
+                self.matchers, self._eos_weights(), self._contexts, self._aux
+            )
         return self._next
 
     def allowed(self) -> np.ndarray:
@@ -446,7 +482,9 @@ class LLGState(PotentialState):
         live = [i for i, m in enumerate(self.matchers) if m is not None]
         if live:
             sub = [self.matchers[i] for i in live]
-            out[live, :V] = p._mask_bits(sub, [self._contexts[i] for i in live])
+            out[live, :V] = p._mask_bits(
+                sub, [self._contexts[i] for i in live], [self._aux[i] for i in live]
+            )
             for i, m in zip(live, sub):
                 self.matchers[i] = m  # an equivalent matcher recovered from an engine error
             if p._empty.size:
@@ -475,11 +513,11 @@ class LLGState(PotentialState):
             elif not vtoks[t]:
                 res.append(0.0)
             else:
-                ok = m.validate_tokens([t])
+                ok = p._read(m, self._aux[r], t, False)[0]
                 if not ok and m.is_error() and _is_limit(m.get_error()):
                     m = p._recover(p._tokens(self._contexts[r]), m.get_error())[0]
                     matchers[r] = m
-                    ok = m is not None and m.validate_tokens([t])
+                    ok = m is not None and p._read(m, self._aux[r], t, False)[0]
                 res.append(0.0 if ok else -np.inf)
         return np.array(res, dtype=float)
 
@@ -488,13 +526,15 @@ class LLGState(PotentialState):
         vtoks = self.potential.vocab.tokens
         p = self.potential
         new: list[llguidance.LLMatcher | None] = []
+        auxes: list[object] = []
         ctxs = [c + [t] for c, t in zip(self._contexts, tokens.tolist())]
-        for m, t, c in zip(self.matchers, tokens.tolist(), ctxs):
+        for m, aux, t, c in zip(self.matchers, self._aux, tokens.tolist(), ctxs):
             if m is None or not vtoks[t]:
                 new.append(m)
+                auxes.append(aux)
                 continue
             m2 = m.deep_copy()
-            ok = m2.try_consume_tokens([t]) == 1
+            ok, aux2 = p._read(m2, aux, t, True)
             if m2.is_error():  # a rejection leaves no error: a limit (rerun) or a dead end
                 if _is_limit(m2.get_error()):
                     m2, _ = p._recover(p._tokens(c), m2.get_error())
@@ -502,7 +542,8 @@ class LLGState(PotentialState):
                 else:
                     ok = False
             new.append(m2 if ok else None)
-        return LLGState(self.potential, new, ctxs)
+            auxes.append(aux2)
+        return LLGState(self.potential, new, ctxs, auxes)
 
     def select(self, rows: np.ndarray) -> LLGState:  # noqa: D102
         rows = np.asarray(rows, dtype=np.int64).tolist()
@@ -510,6 +551,7 @@ class LLGState(PotentialState):
             self.potential,
             [self.matchers[r] for r in rows],
             [list(self._contexts[r]) for r in rows],
+            [self._aux[r] for r in rows],
         )
         if self._eos is not None:
             out._eos = self._eos[rows]

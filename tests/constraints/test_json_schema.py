@@ -341,3 +341,95 @@ def test_ascii_escaped_documents_pass():
     assert walk_ok(
         pt.json({"const": {"a": 1, "b": [2.5, "x"]}}), list(b'{"b": [2.5, "x"], "a": 1}')
     )
+
+
+# ----- needless escapes are read canonically (potentia.constraints.json_spelling) ----------
+ESCAPED = [
+    (True, b'"a\\/b"'),
+    ({"type": "string"}, b'"http:\\/\\/x"'),
+    ({"type": "string", "pattern": "^[A-Z]+$"}, b'"\\u0041B"'),
+    ({"type": "string", "pattern": "^[A-Z]+$"}, b'"\\u0061"'),
+    ({"type": "string", "pattern": "^a/b$"}, b'"a\\/b"'),
+    ({"enum": ["abc", "x"]}, b'"\\u0061bc"'),
+    ({"const": "abc"}, b'"ab\\u0063"'),
+    ({"const": "abc"}, b'"ab\\n"'),
+    ({"const": "a\nb"}, b'"a\\u000ab"'),
+    ({"const": 'a"b'}, b'"a\\u0022b"'),
+    ({"type": "string", "pattern": "^\U0001f600$"}, b'"\\ud83d\\ude00"'),
+    ({"type": "string", "pattern": "^\U0001f600$"}, b'"\\ud83d\\ude01"'),
+    (
+        {
+            "properties": {"ab": {"type": "integer"}},
+            "required": ["ab"],
+            "additionalProperties": False,
+        },
+        b'{"\\u0061b": 1}',
+    ),
+    (
+        {"properties": {"ab": {"type": "integer"}}, "additionalProperties": False},
+        b'{"\\u0061c": 1}',
+    ),
+    ({"propertyNames": {"pattern": "^[a-z]+$"}}, b'{"\\u0078": 1}'),
+]
+
+
+@pytest.mark.parametrize("schema,doc", ESCAPED, ids=range(len(ESCAPED)))
+def test_needless_escapes_are_read_canonically(schema, doc):
+    """Every spelling of a valid string is in the language; invalid ones stay out."""
+    c = pt.json(schema)
+    want = jsonschema.Draft202012Validator(schema).is_valid(json.loads(doc))
+    assert walk_ok(c, list(doc)) == want, doc
+    assert (c.complete(list(doc)) == 0.0) == want, doc
+    if want:
+        assert all(c.prefix(list(doc[:k])) == 0.0 for k in range(len(doc) + 1))
+
+
+def test_canonical_spelling_matches_json_dumps():
+    from potentia.constraints.json_spelling import START, canonical, feed
+
+    rng = np.random.default_rng(10)
+    for _ in range(500):
+        codes = [
+            int(rng.choice([rng.integers(0, 0x80), rng.integers(0x80, 0xD800)])) for _ in range(4)
+        ]
+        codes.append(int(rng.integers(0x10000, 0x110000)))
+        s = "".join(chr(x) for x in rng.permutation(codes))
+        v = {s: [s[::-1], "/"]}
+        raw, want = json.dumps(v).encode(), json.dumps(v, ensure_ascii=False).encode()
+        raw = raw.replace(b"/", b"\\/")
+        assert canonical(raw) == want
+        state, out, i = START, b"", 0
+        while i < len(raw):  # streaming in random pieces gives the same image
+            k = int(rng.integers(1, 8))
+            state, piece = feed(state, raw[i : i + k])
+            out, i = out + piece, i + k
+        assert (state, out) == (START, want)
+
+
+def test_escapes_on_a_token_vocab_agree_with_bytes():
+    """Token masks, single-token checks and states equal the byte-level answers."""
+    toks = [b'"', b"\\", b"\\u", b"00", b"41", b"61", b"\\/", b"a", b"A", b"\\u0041", b"u"]
+    toks += [b"0", b"4", b"1", b"/", b'"\\', b"n", b"{", b"}", b":", b" ", b"\\u00", b'A"', b""]
+    vocab = Vocabulary(toks)
+    rng = np.random.default_rng(0)
+    for schema in ({"const": "A/"}, {"type": "string", "pattern": "^[A/]*$"}, {"type": "string"}):
+        c = pt.json(schema)
+        lc = c.lift(vocab)
+        ctxs = [[], [0], [0, 1], [0, 2], [0, 21], [0, 2, 3], [0, 9], [0, 15], [0, 6, 0]]
+        ctxs += [
+            [0, *rng.integers(0, len(toks), size=int(rng.integers(1, 5))).tolist()]
+            for _ in range(25)
+        ]
+        for x in ctxs:
+            data = b"".join(toks[t] for t in x)
+            lw = lc.logw_next(x)
+            for t in range(len(toks)):
+                assert lw[t] == c.prefix(list(data + toks[t])), (schema, x, t)
+            assert lw[-1] == c.complete(list(data)), (schema, x)
+        assert_potential_laws(
+            lc,
+            ctxs,
+            valid=[[0, 9, 14, 0], [0, 2, 3, 4, 6, 0]]
+            if schema != {"const": "A/"}
+            else [[0, 9, 6, 0]],
+        )
