@@ -15,13 +15,14 @@ anchored ``patternProperties`` and checks ``required`` at completion; pass
 ``property_order="schema"`` to force the schema's order instead (then ``required`` is
 enforced early too, and documents with other orders are outside the language).
 
-Spellings: strings take every ``\uXXXX`` escape (surrogate pairs included) and the short
-escapes llguidance knows (all but ``\/``). Where llguidance matches a value as written
-in the schema (``type: integer`` against ``1.0``, numeric or object ``const``/``enum``
-values, non-ASCII constants and property names that ``json.dumps`` escapes), the relaxed
-schema keeps only the value's shape and ``complete`` decides. Remaining limits (see
-docs/constraints.md): needless escapes of ASCII characters in ``pattern``/ASCII
-``enum``/``const``/property names, and exponent spellings under numeric bounds.
+Spellings: the engine reads every string in its canonical spelling
+(:mod:`potentia.constraints.json_spelling`): ``\/`` and every ``\uXXXX`` escape, surrogate
+pairs included, are rewritten to the character itself before llguidance sees them, so
+``pattern``, ``enum``/``const`` strings and property names match whatever the spelling
+(lone surrogates are refused). Where llguidance matches a value as written in the schema
+(``type: integer`` against ``1.0``, numeric or object ``const``/``enum`` values), the
+relaxed schema keeps only the value's shape and ``complete`` decides. Remaining limit (see
+docs/constraints.md): exponent spellings and ``-0`` under numeric bounds.
 
 Engine errors are never read as rejections (see :mod:`potentia.constraints.llg`).
 
@@ -128,12 +129,10 @@ def _strip_object(branch: Any) -> Any:
 def _spelling_sensitive(values: list) -> bool:
     """Whether llguidance could miss another spelling of one of ``values``.
 
-    True for a number, an object of two or more keys, or a non-ASCII string (``json.dumps``
-    writes it with escapes, which llguidance does not match against a constant).
+    True for a number or an object of two or more keys (strings are matched in their
+    canonical spelling, see :mod:`potentia.constraints.json_spelling`).
     """
     for v in values:
-        if isinstance(v, str) and not v.isascii():
-            return True
         if isinstance(v, int | float) and not isinstance(v, bool):
             return True
         if isinstance(v, list) and _spelling_sensitive(v):
@@ -147,8 +146,6 @@ def _const_schema(v: Any) -> Any:
     """A schema for the shape of the JSON value ``v``: any number spelling, any key order."""
     if isinstance(v, int | float) and not isinstance(v, bool):
         return {"type": "number"}
-    if isinstance(v, str) and not v.isascii():
-        return {"type": "string"}
     if isinstance(v, list):
         items = [_const_schema(x) for x in v]
         return {"type": "array", "prefixItems": items, "minItems": len(v), "maxItems": len(v)}
@@ -233,10 +230,6 @@ class _Relaxer:
                 out["allOf"] = out.get("allOf", []) + [{"anyOf": alts}]
             else:
                 out["anyOf"] = alts
-        if isinstance(s.get("patternProperties"), dict) and "additionalProperties" in out:
-            # a key written with escapes does not match the engine's patterns: it falls to
-            # additionalProperties, which must then allow it (checked late; a superset)
-            out["additionalProperties"] = True
         if self.any_order and isinstance(out.get("properties"), dict):
             self._unorder(out, ptr)
         return out
@@ -245,9 +238,7 @@ class _Relaxer:
         props = out.pop("properties")
         pats = dict(out.get("patternProperties", {}))
         clash = self.safe_patterns and pats and (len(pats) > 1 or _overlap(pats, props))
-        if clash or not all(name.isascii() for name in props):
-            # a non-ASCII name may be written with escapes, which the literal pattern of
-            # the name does not match: such keys fall to additionalProperties (a superset)
+        if clash:
             out["additionalProperties"] = True
         if clash:
             pats = {}
