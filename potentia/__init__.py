@@ -11,6 +11,7 @@ The engine itself is ``potentia.smc.smc`` (the subpackage ``potentia.smc`` holds
 engine, the resampling schemes and the result type).
 """
 
+from potentia import interop
 from potentia.api import register_sampler, sample
 from potentia.constraints.cfg import cfg
 from potentia.constraints.infill import infill
@@ -31,6 +32,7 @@ from potentia.samplers.awrs import AWRS
 from potentia.search.step_potentials import lm_judge, prm, reward, verifier
 
 __all__ = [
+    "interop",
     "sample",
     "register_sampler",
     "LM",
