@@ -12,6 +12,7 @@ engine, the resampling schemes and the result type).
 """
 
 from potentia import interop
+from potentia.agents import agent
 from potentia.api import register_sampler, sample
 from potentia.constraints.cfg import cfg
 from potentia.constraints.infill import infill
@@ -34,6 +35,7 @@ from potentia.search.step_potentials import lm_judge, prm, reward, verifier
 __all__ = [
     "interop",
     "sample",
+    "agent",
     "register_sampler",
     "LM",
     "regex",
