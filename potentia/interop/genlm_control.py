@@ -20,6 +20,7 @@ genlm-control is imported when this module is, never by ``import potentia``.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -49,6 +50,19 @@ class _LoopThread:
 _LOOPS: list[_LoopThread] = []
 _LOOPS_LOCK = threading.Lock()
 _LOCAL = threading.local()
+_PRIVATE: list[asyncio.AbstractEventLoop] = []  # every thread's private loop, closed at exit
+
+
+@atexit.register
+def _close_loops() -> None:
+    for loop in _PRIVATE:
+        if not loop.is_running() and not loop.is_closed():
+            loop.close()
+    for lt in _LOOPS:
+        lt.loop.call_soon_threadsafe(lt.loop.stop)
+        lt.thread.join(timeout=1.0)
+        if not lt.loop.is_running():
+            lt.loop.close()
 
 
 def run_sync(coro: Coroutine) -> Any:
@@ -66,6 +80,8 @@ def run_sync(coro: Coroutine) -> Any:
         loop = getattr(_LOCAL, "loop", None)
         if loop is None or loop.is_closed():
             loop = _LOCAL.loop = asyncio.new_event_loop()
+            with _LOOPS_LOCK:
+                _PRIVATE.append(loop)
         return loop.run_until_complete(coro)
     current = threading.current_thread()
     with _LOOPS_LOCK:

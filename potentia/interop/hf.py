@@ -3,15 +3,14 @@ r"""A transformers ``LogitsProcessor`` from a potentia hard constraint (masking)
 :func:`logits_processor` turns any hard constraint into a processor for
 ``model.generate()``: at every step it sets the score of each token the constraint rejects
 to ``-inf``. With ``do_sample=True`` and no other warper, ``generate()`` then samples
-*locally constrained decoding* (LCD):
+*locally constrained decoding* (LCD)::
 
-.. math::
-
-    q(x) = \prod_t \frac{P(x_t \mid x_{<t})\,\mathbb 1[x_{\le t}\ \text{viable}]}
-                        {\sum_a P(a \mid x_{<t})\,\mathbb 1[x_{<t}a\ \text{viable}]}
+    q(x) = Π_t  P(x_t | x_<t) · 1[x_≤t viable]  /  Σ_a P(a | x_<t) · 1[x_<t a viable]
 
 which is **not** the constrained posterior ``P(x | x ∈ C) ∝ P(x)·1[x ∈ C]``: every output
-satisfies the constraint, but strings behind narrow prefixes are over-sampled. For exact
+satisfies the constraint, but a string gains weight ``1 / Π_t Z_t`` over the posterior,
+where ``Z_t`` is the LM mass the mask kept at step ``t``: strings along which the LM keeps
+proposing forbidden tokens are over-sampled, because they never pay for the removed mass. For exact
 samples of the posterior use :func:`potentia.sample` (SMC with AWRS), which reweights and
 resamples. This processor is for users who want validity from ``generate()``.
 
@@ -213,9 +212,9 @@ def logits_processor(lm: Any, constraint: Potential) -> ConstraintLogitsProcesso
         ValueError: if ``constraint`` is soft, over another vocabulary, or accepts nothing.
 
     Examples:
-        >>> import potentia as pt  # doctest: +SKIP
-        >>> lm = pt.LM.smollm2()  # doctest: +SKIP
-        >>> proc = logits_processor(lm, pt.regex(r" (yes|no)"))  # doctest: +SKIP
+        ``proc = logits_processor(pt.LM.smollm2(), pt.regex(r" (yes|no)"))``, then
+        ``lm.model.generate(ids, logits_processor=[proc], eos_token_id=proc.eos_token_id)``
+        (a full example is in docs/interop.md).
     """
     return ConstraintLogitsProcessor(lm, constraint)
 
