@@ -87,20 +87,36 @@ def plot_run(result: Any, *, figsize: tuple[float, float] = (8.0, 7.5)) -> Any:
         result: A :class:`~potentia.result.Result` of an SMC run.
         figsize: Figure size in inches.
 
+    A result with an ESS record but no per-particle one (an engine that keeps only
+    ``ess_history`` and ``resampled_at``) gets the ESS panel alone.
+
     Raises:
-        ValueError: if ``result`` has no per-step record (``logw_history`` is empty, as
-            for the trie and search engines).
+        ValueError: if ``result`` has no per-step record at all (``logw_history`` and
+            ``ess_history`` empty, as for the trie and search engines).
     """
     hist = np.asarray(getattr(result, "logw_history", np.zeros((0, 0))), dtype=float)
-    if hist.size == 0:
+    ess = np.asarray(result.ess_history, dtype=float)
+    if hist.size == 0 and ess.size == 0:
         raise ValueError(
             f"this result (method={result.method!r}) has no per-step record "
-            "(`logw_history` is empty): `Result.plot()` draws SMC runs; use "
-            "`Result.plot_posterior()` for any result."
+            "(`logw_history` and `ess_history` are empty): `Result.plot()` draws SMC runs; "
+            "use `Result.plot_posterior()` for any result."
         )
+    fig = _figure(figsize)
+    at = np.asarray(result.resampled_at, dtype=np.int64)
+    if hist.size == 0:  # an engine that records the ESS only (e.g. SMC over agent steps)
+        ax_e = fig.subplots()
+        _ess_panel(ax_e, ess, at, len(result.texts))
+        ax_e.set_xlabel("step")
+        ax_e.set_title(
+            f"{result.method}: N = {len(result.texts)}, log Ẑ = {result.log_z:.4g} "
+            "(per-particle weights and ancestry not recorded)"
+        )
+        for s in at:
+            ax_e.axvline(s, color="C3", ls="--", lw=0.6, alpha=0.5, gid="resample_event")
+        return fig
     T, N = hist.shape
     steps = np.arange(1, T + 1)
-    fig = _figure(figsize)
     ax_w, ax_e, ax_a = fig.subplots(3, 1, sharex=True)
     with np.errstate(invalid="ignore"):
         shown = np.where(np.isfinite(hist), hist, np.nan)
@@ -111,22 +127,16 @@ def plot_run(result: Any, *, figsize: tuple[float, float] = (8.0, 7.5)) -> Any:
         f"{result.method}: N = {N}, log Ẑ = {result.log_z:.4g}, "
         f"{len(result.resampled_at)} resampling events"
     )
-
-    ess = np.asarray(result.ess_history, dtype=float)
-    ax_e.plot(np.arange(1, len(ess) + 1), ess, color="C0", gid="ess", label="ESS")
-    ax_e.axhline(N, color="grey", ls=":", lw=1, gid="n_particles")
-    at = np.asarray(result.resampled_at, dtype=np.int64)
-    ok = (at >= 1) & (at <= len(ess))
-    ax_e.plot(at[ok], ess[at[ok] - 1], "o", color="C3", ms=4, gid="resampled", label="resampled")
-    ax_e.set_ylabel("ESS")
-    ax_e.set_ylim(0, N * 1.05)
-    ax_e.legend(loc="lower left", fontsize="small")
+    _ess_panel(ax_e, ess, at, N)
 
     anc = result.ancestry()
     ep = epochs(T, list(result.resampled_at))
     w = np.asarray(result.weights, dtype=float)
     top = w.max() if len(w) and w.max() > 0 else 1.0
     t = np.arange(T + 1)
+    if anc.shape[0] != len(at) + 1:  # an engine that did not record its ancestors
+        ax_a.text(0.5, 0.5, "ancestors not recorded", transform=ax_a.transAxes, ha="center")
+        N = 0
     for j in range(N):
         shade = w[j] / top
         ax_a.plot(
@@ -142,6 +152,17 @@ def plot_run(result: Any, *, figsize: tuple[float, float] = (8.0, 7.5)) -> Any:
         for ax in (ax_w, ax_e, ax_a):
             ax.axvline(s, color="C3", ls="--", lw=0.6, alpha=0.5, gid="resample_event")
     return fig
+
+
+def _ess_panel(ax: Any, ess: np.ndarray, at: np.ndarray, n: int) -> None:
+    """The ESS line, N dotted, and the resampling events as dots on the line."""
+    ax.plot(np.arange(1, len(ess) + 1), ess, color="C0", gid="ess", label="ESS")
+    ax.axhline(n, color="grey", ls=":", lw=1, gid="n_particles")
+    ok = (at >= 1) & (at <= len(ess))
+    ax.plot(at[ok], ess[at[ok] - 1], "o", color="C3", ms=4, gid="resampled", label="resampled")
+    ax.set_ylabel("ESS")
+    ax.set_ylim(0, n * 1.05)
+    ax.legend(loc="lower left", fontsize="small")
 
 
 # ----- posteriors ---------------------------------------------------------------------

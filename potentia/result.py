@@ -190,9 +190,11 @@ class Result:
         the ESS with the resampling events marked, and the ancestry (one line per final
         particle, back to its founder). Returns the ``Figure`` and never calls ``show()``.
 
+        A result that recorded only ``ess_history`` gets the ESS panel alone.
+
         Raises:
-            ValueError: if the result has no per-step record (the engines other than SMC);
-                :meth:`plot_posterior` works for every result.
+            ValueError: if the result has no per-step record (the trie and search
+                engines); :meth:`plot_posterior` works for every result.
             ImportError: if matplotlib is not installed.
         """
         from potentia.plots import plot_run

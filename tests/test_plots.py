@@ -149,6 +149,19 @@ def test_plot_run_refuses_results_without_a_record():
         cars.plot()
 
 
+def test_plot_run_with_an_ess_record_only_draws_the_ess_panel():
+    out = _run(particles=6)
+    bare = pt.Result(out.contexts, out.texts, out.log_weights, out.log_z, out.status,
+                     ess_history=[5.0, 2.5, 6.0], resampled_at=[2], method="steps")  # fmt: skip
+    fig = bare.plot()
+    (ax,) = fig.axes
+    (ess,) = [ln for ln in ax.lines if ln.get_gid() == "ess"]
+    assert list(ess.get_xdata()) == [1, 2, 3] and list(ess.get_ydata()) == [5.0, 2.5, 6.0]
+    (dots,) = [ln for ln in ax.lines if ln.get_gid() == "resampled"]
+    assert list(dots.get_xdata()) == [2] and list(dots.get_ydata()) == [2.5]
+    assert "not recorded" in ax.get_title()
+
+
 def test_plots_need_matplotlib_with_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
