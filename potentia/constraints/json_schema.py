@@ -34,6 +34,7 @@ references cannot be checked offline).
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Literal
 from urllib.parse import urldefrag, urljoin
@@ -42,6 +43,9 @@ import jsonschema
 import jsonschema_specifications
 import llguidance
 import numpy as np
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
 
 from potentia.constraints.json_spelling import START, Lex, Spelling
 from potentia.constraints.llg import NO_FORCING, LLGConstraint, _check_limits, llg_tokenizer
@@ -324,6 +328,178 @@ def _scan_refs(schema: Any) -> None:
             ) from None
 
 
+def _bounds_reason(node: dict, types: set[str] | None) -> str | None:
+    """Why the size or numeric bounds of ``node`` admit nothing of its only type(s)."""
+    pairs = [
+        ("string", "minLength", "maxLength"),
+        ("array", "minItems", "maxItems"),
+        ("object", "minProperties", "maxProperties"),
+    ]
+    for kind, lo, hi in pairs:
+        if types == {kind} and isinstance(node.get(lo), int) and isinstance(node.get(hi), int):
+            if node[lo] > node[hi]:
+                return f"has `{lo}` {node[lo]} > `{hi}` {node[hi]}"
+    if not types or not types <= {"integer", "number"}:
+        return None
+
+    def num(k: str) -> float | None:
+        v = node.get(k)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    lo, hi, xlo, xhi = (
+        num("minimum"),
+        num("maximum"),
+        num("exclusiveMinimum"),
+        num("exclusiveMaximum"),
+    )
+    low = max((v for v in (lo, xlo) if v is not None), default=None)
+    high = min((v for v in (hi, xhi) if v is not None), default=None)
+    if low is None or high is None:
+        return None
+    open_low = xlo is not None and xlo == low and (lo is None or lo <= xlo)
+    open_high = xhi is not None and xhi == high and (hi is None or hi >= xhi)
+    if types == {"integer"}:
+        first = math.floor(low) + 1 if open_low else math.ceil(low)
+        last = math.ceil(high) - 1 if open_high else math.floor(high)
+        if first > last:
+            return f"admits no integer between its bounds ({low:g} and {high:g})"
+    elif low > high or (low == high and (open_low or open_high)):
+        return f"admits no number between its bounds ({low:g} and {high:g})"
+    return None
+
+
+def _empty_reason(node: Any, cls: type) -> str | None:
+    """Why ``node`` admits no JSON value by its own keywords (not its subschemas), or ``None``."""
+    if node is False:
+        return "is `false`"
+    if not isinstance(node, dict):
+        return None
+    t = node.get("type")
+    types = {t} if isinstance(t, str) else set(t) if isinstance(t, list) else None
+    if types == set():
+        return "has an empty `type` list"
+    why = _bounds_reason(node, types)
+    if why:
+        return why
+    if "enum" in node or "const" in node:
+        values = node["enum"] if "enum" in node else [node["const"]]
+        rest = {k: v for k, v in node.items() if k not in ("enum", "const")}
+        rest = {k: v for k, v in rest.items() if k not in _SUBSCHEMA_KW}
+        if values == []:
+            return "has an empty `enum`"
+        if isinstance(values, list) and not any(cls(rest).is_valid(v) for v in values):
+            what = "`enum` value" if "enum" in node else "`const` value"
+            return f"has no {what} that satisfies its other keywords ({sorted(rest)})"
+    return None
+
+
+#: Keywords whose values hold subschemas or references (left out of the local check).
+_SUBSCHEMA_KW = frozenset(
+    "$ref $dynamicRef allOf anyOf oneOf not if then else properties patternProperties "
+    "additionalProperties items prefixItems contains propertyNames dependentSchemas "
+    "unevaluatedItems unevaluatedProperties $defs definitions".split()
+)
+
+
+def _check_satisfiable(schema: Any, cls: type) -> None:
+    """Refuse a schema whose language is plainly empty.
+
+    That is an unsatisfiable node on a path every valid document must take (the root, a required property, ``allOf``, the items
+    that ``minItems`` forces, every branch of an ``anyOf``/``oneOf``, a local ``$ref``).
+
+    Raises:
+        ValueError: naming the JSON pointer and the contradiction.
+    """
+    resolver = None
+    seen: set[str] = set()
+
+    def lookup(ref: str) -> Any:
+        nonlocal resolver
+        if resolver is None:
+            spec = referencing.jsonschema.specification_with(
+                cls.META_SCHEMA.get("$schema", "https://json-schema.org/draft/2020-12/schema")
+            )
+            resource = spec.create_resource(schema)
+            resolver = referencing.Registry().with_resource("", resource).crawl().resolver()
+        return resolver.lookup(ref).contents
+
+    def fail(ptr: str, why: str) -> ValueError:
+        return ValueError(
+            f"`schema` at JSON pointer {ptr or '/'!r} {why}, and every valid document must "
+            "satisfy it there, so no document is valid (the constraint's language is empty). "
+            "Fix the contradictory keywords."
+        )
+
+    def visit(node: Any, ptr: str) -> None:
+        why = _empty_reason(node, cls)
+        if why:
+            raise fail(ptr, why)
+        if not isinstance(node, dict):
+            return
+        props = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+        for name in node.get("required", []) if isinstance(node.get("required"), list) else []:
+            if name in props:
+                visit(props[name], f"{ptr}/properties/{_ptr_escape(name)}")
+        for i, sub in enumerate(
+            node.get("allOf", []) if isinstance(node.get("allOf"), list) else []
+        ):
+            visit(sub, f"{ptr}/allOf/{i}")
+        for kw in ("anyOf", "oneOf"):
+            alts = node.get(kw)
+            if isinstance(alts, list) and alts:
+                reasons = []
+                for i, sub in enumerate(alts):
+                    try:
+                        visit(sub, f"{ptr}/{kw}/{i}")
+                        break
+                    except ValueError as e:
+                        reasons.append(e)
+                else:
+                    raise fail(f"{ptr}/{kw}", "has no satisfiable branch") from reasons[0]
+        n = node.get("minItems", 0) if isinstance(node.get("minItems"), int) else 0
+        pre = node.get("prefixItems") if isinstance(node.get("prefixItems"), list) else []
+        for i, sub in enumerate(pre[:n]):
+            visit(sub, f"{ptr}/prefixItems/{i}")
+        if n > len(pre) and isinstance(node.get("items"), dict | bool):
+            visit(node["items"], f"{ptr}/items")
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#") and ref not in seen:
+            seen.add(ref)
+            try:
+                target = lookup(ref)
+            except referencing.exceptions.Unresolvable:
+                return  # under an $id base: left to _scan_refs and the validator
+            visit(target, ref[1:])
+
+    visit(schema, "")
+
+    def reach(node: Any, ptr: str) -> None:  # every $ref an evaluation can meet resolves
+        if isinstance(node, list):
+            for i, x in enumerate(node):
+                reach(x, f"{ptr}/{i}")
+            return
+        if not isinstance(node, dict) or "$id" in node or "id" in node:
+            return  # a new base URI: resolved by the validator, not here
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#") and ref not in reached:
+            reached.add(ref)
+            try:
+                target = lookup(ref)
+            except referencing.exceptions.Unresolvable:
+                raise ValueError(
+                    f"`schema` keyword `$ref` at JSON pointer {ptr + '/$ref'!r} points to "
+                    f"{ref!r}, which does not exist in the schema. Define it (e.g. under "
+                    "`$defs`) or fix the reference."
+                ) from None
+            reach(target, ref[1:])
+        for k, v in node.items():
+            if k not in ("$defs", "definitions", "enum", "const", "examples", "default"):
+                reach(v, f"{ptr}/{_ptr_escape(k)}")
+
+    reached: set[str] = set()
+    reach(schema, "")
+
+
 def _validator_class(schema: Any) -> type:
     """The jsonschema validator of the schema's dialect (2020-12 by default).
 
@@ -409,6 +585,7 @@ class JSONSchema(LLGConstraint):
                 f"{e.message}. Fix the schema (see the 2020-12 meta-schema)."
             ) from None
         _scan_refs(schema)
+        _check_satisfiable(schema, cls)
         self.schema, self.whitespace, self.property_order = schema, whitespace, property_order
         checker = jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None
         self.validator = cls(schema, format_checker=checker)

@@ -433,3 +433,66 @@ def test_escapes_on_a_token_vocab_agree_with_bytes():
             if schema != {"const": "A/"}
             else [[0, 9, 6, 0]],
         )
+
+
+# ----- plainly empty languages and dangling references are refused at build ---------------
+@pytest.mark.parametrize(
+    "schema,where,what",
+    [
+        ({"type": "integer", "minimum": 5, "maximum": 1}, "'/'", "no integer between"),
+        ({"type": "integer", "exclusiveMinimum": 1, "exclusiveMaximum": 2}, "'/'", "no integer"),
+        ({"type": "number", "minimum": 2, "exclusiveMaximum": 2}, "'/'", "no number"),
+        (
+            {"type": "string", "minLength": 5, "maxLength": 2},
+            "'/'",
+            "`minLength` 5 > `maxLength` 2",
+        ),
+        ({"type": "array", "minItems": 3, "maxItems": 1}, "'/'", "`minItems` 3"),
+        ({"enum": ["a", "b"], "type": "integer"}, "'/'", "no `enum` value"),
+        ({"const": 3, "minimum": 4}, "'/'", "no `const` value"),
+        ({"enum": []}, "'/'", "empty `enum`"),
+        (
+            {
+                "properties": {"a": {"type": "string", "maxLength": -0, "minLength": 1}},
+                "required": ["a"],
+            },
+            "'/properties/a'",
+            "`minLength` 1",
+        ),
+        (
+            {"anyOf": [{"type": "integer", "minimum": 3, "maximum": 2}, False]},
+            "'/anyOf'",
+            "no satisfiable branch",
+        ),
+        (
+            {"type": "array", "minItems": 1, "items": {"enum": [1], "type": "string"}},
+            "'/items'",
+            "`enum`",
+        ),
+        ({"$ref": "#/$defs/missing"}, "'/$ref'", "does not exist in the schema"),
+        (
+            {"$defs": {"a": {"$ref": "#/$defs/b"}}, "properties": {"x": {"$ref": "#/$defs/a"}}},
+            "'/$defs/a/$ref'",
+            "'#/$defs/b'",
+        ),
+    ],
+)
+def test_plainly_empty_schemas_are_refused_at_build(schema, where, what):
+    with pytest.raises(ValueError, match="JSON pointer") as e:
+        pt.json(schema)
+    assert where in str(e.value) and what in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"properties": {"a": {"type": "integer", "minimum": 3, "maximum": 2}}},  # optional: fine
+        {"minimum": 5, "maximum": 1},  # any non-number is valid
+        {"type": "integer", "minimum": 1, "maximum": 1},
+        {"type": "number", "exclusiveMinimum": 1, "exclusiveMaximum": 2},
+        {"$defs": {"unused": {"$ref": "#/$defs/nowhere"}}, "type": "integer"},  # never evaluated
+        {"anyOf": [False, {"type": "integer"}]},
+    ],
+)
+def test_satisfiable_schemas_still_build(schema):
+    pt.json(schema)
