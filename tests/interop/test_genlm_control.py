@@ -136,11 +136,15 @@ def test_token_types_and_a_running_event_loop(lm):
         b"c",
     ]
 
-    async def inside_a_loop():
-        return back.prefix([1]), back.batch_complete([[0], [1]])
+    # wrapped three deep (potentia -> genlm -> potentia -> genlm): each sync call that
+    # finds a running loop goes one helper loop further down instead of deadlocking
+    nested = from_genlm(to_genlm(back), hard=True)
 
-    pre, comp = asyncio.run(inside_a_loop())
-    assert pre == 0.0 and list(comp) == [0.0, -np.inf]
+    async def inside_a_loop():
+        return back.prefix([1]), back.batch_complete([[0], [1]]), nested.batch_prefix([[1], [2]])
+
+    pre, comp, deep = asyncio.run(inside_a_loop())
+    assert pre == 0.0 and list(comp) == [0.0, -np.inf] and list(deep) == [0.0, -np.inf]
 
 
 def test_bad_arguments_are_named():
