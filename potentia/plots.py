@@ -98,9 +98,9 @@ def plot_run(result: Any, *, figsize: tuple[float, float] = (8.0, 7.5)) -> Any:
     ess = np.asarray(result.ess_history, dtype=float)
     if hist.size == 0 and ess.size == 0:
         raise ValueError(
-            f"this result (method={result.method!r}) has no per-step record "
-            "(`logw_history` and `ess_history` are empty): `Result.plot()` draws SMC runs; "
-            "use `Result.plot_posterior()` for any result."
+            f"this result (method={result.method!r}, {result.n_steps} steps) has no per-step "
+            "record (`logw_history` and `ess_history` are empty): `Result.plot()` draws the "
+            "steps of an SMC run; use `Result.plot_posterior()` for any result."
         )
     fig = _figure(figsize)
     at = np.asarray(result.resampled_at, dtype=np.int64)
