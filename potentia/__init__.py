@@ -26,6 +26,7 @@ from potentia.constraints.regex import regex
 from potentia.constraints.template import template
 from potentia.constraints.verse import suffix_rhyme, syllables
 from potentia.lm import LM
+from potentia.many import sample_many
 from potentia.potentials import Potential, PotentialState, Vocabulary
 from potentia.result import Result
 from potentia.samplers import DirectSampler, TokenSampler
@@ -35,6 +36,7 @@ from potentia.search.step_potentials import lm_judge, prm, reward, verifier
 __all__ = [
     "interop",
     "sample",
+    "sample_many",
     "agent",
     "register_sampler",
     "LM",
