@@ -25,8 +25,8 @@ one extra newline. The heuristic is wrong on some English words ("fire" → 1, "
   will count 1 more when it ends).
 * :func:`suffix_rhyme` — lines that share a letter of ``scheme`` end on the same last
   ``letters`` letters (lowercased) of their last word: an orthographic stand-in for rhyme
-  ("cat"/"hat" rhyme, "through"/"threw" do not), checked when a line ends; exact at every
-  character boundary for the rhyme alone.
+  ("cat"/"hat" rhyme, "through"/"threw" do not), checked when a line ends; the prefix
+  test is exact for the rhyme alone.
 
 To combine the syllable automaton with other automata exactly (a lipogram, say), intersect
 the automata (:func:`potentia.constraints.intersect.intersect`); ``&`` multiplies prefix
@@ -42,10 +42,16 @@ import numpy as np
 
 from potentia.constraints.automaton import AutomatonPotential
 from potentia.constraints.bytedfa import INF, ByteDFA, utf8_dfa
-from potentia.constraints.predicate import predicate
-from potentia.potentials.base import Potential, Vocabulary
+from potentia.potentials.base import ContextState, Potential, Vocabulary
 
-__all__ = ["syllables", "suffix_rhyme", "word_syllables", "syllable_counts", "rhyme_key"]
+__all__ = [
+    "syllables",
+    "suffix_rhyme",
+    "SuffixRhyme",
+    "word_syllables",
+    "syllable_counts",
+    "rhyme_key",
+]
 
 VOWELS = frozenset("aeiouy")
 _WORD = re.compile(r"[A-Za-z]+")
@@ -179,6 +185,10 @@ def syllables(per_line: Sequence[int]) -> AutomatonPotential:
 
 
 # ----- suffix rhymes ------------------------------------------------------------------------
+_WORD_BYTES = re.compile(rb"[A-Za-z]+")
+_UTF8 = utf8_dfa().trimmed()
+
+
 def rhyme_key(line: str, letters: int = 2) -> str | None:
     """The last ``letters`` letters (lowercased) of the line's last word; ``None`` if no word."""
     words = _WORD.findall(line)
@@ -193,17 +203,110 @@ def _check_scheme(scheme: object, letters: object) -> str:
     return scheme
 
 
-def _rhymes(lines: list[str], scheme: str, letters: int) -> bool:
-    """Every line has a word and lines sharing a scheme letter share their key."""
-    seen: dict[str, str] = {}
-    for line, group in zip(lines, scheme):
-        key = rhyme_key(line, letters)
-        if key is None or seen.setdefault(group, key) != key:
-            return False
-    return True
+class SuffixRhyme(Potential):
+    """The potential of :func:`suffix_rhyme` over any token vocabulary.
+
+    Fast paths: a line can only end inside a token holding a newline byte, so the
+    next-token vector is the compiled UTF-8 mask with just those tokens (a few hundred in a
+    real vocabulary) checked in Python; a single-token check costs O(len(text)).
+    """
+
+    hard = True
+
+    def __init__(self, scheme: str, letters: int, vocab: Vocabulary) -> None:
+        self.scheme, self.letters, self.vocab = scheme, letters, vocab
+        self._utf8 = AutomatonPotential(_UTF8, vocab, label="utf8")
+        self._newline = np.flatnonzero([b"\n" in t for t in vocab.tokens])
+        self._empty = np.flatnonzero([not t for t in vocab.tokens])
+
+    def lift(self, vocab: Vocabulary) -> SuffixRhyme:  # noqa: D102
+        return SuffixRhyme(self.scheme, self.letters, vocab)
+
+    def _key(self, line: bytes) -> bytes | None:
+        words = _WORD_BYTES.findall(line)
+        return words[-1][-self.letters :].lower() if words else None
+
+    def _rhymes(self, lines: list[bytes]) -> bool:
+        seen: dict[str, bytes] = {}
+        for line, group in zip(lines, self.scheme):
+            key = self._key(line)
+            if key is None or seen.setdefault(group, key) != key:
+                return False
+        return True
+
+    def _open(self, data: bytes) -> tuple[bool, int]:
+        """(every ended line agrees and at most N lines are begun, number of ended lines)."""
+        lines = data.split(b"\n")
+        N = len(self.scheme)
+        if len(lines) > N + 1 or (len(lines) == N + 1 and lines[-1]):
+            return False, len(lines) - 1
+        return self._rhymes(lines[:-1]), len(lines) - 1
+
+    def _finished(self, data: bytes) -> bool:
+        lines = data.split(b"\n")
+        if len(lines) == len(self.scheme) + 1 and lines[-1] == b"":
+            lines = lines[:-1]
+        return len(lines) == len(self.scheme) and self._rhymes(lines)
+
+    def _prefix(self, context: list[int]) -> float:
+        ok = self._utf8._prefix(context) == 0.0 and self._open(self.vocab.decode_bytes(context))[0]
+        return 0.0 if ok else -np.inf
+
+    def _complete(self, context: list[int]) -> float:
+        ok = self._utf8._complete(context) == 0.0 and self._finished(
+            self.vocab.decode_bytes(context)
+        )
+        return 0.0 if ok else -np.inf
+
+    def _logw_next(self, context: list[int]) -> np.ndarray:
+        V = len(self.vocab)
+        out = np.full(V + 1, -np.inf)
+        data = self.vocab.decode_bytes(context)
+        s, _ = self._utf8._run(context)
+        ok, ended = self._open(data)
+        if s < 0 or not ok:
+            return out
+        out[:V] = self._utf8.logw_row(s, 0)
+        if ended == len(self.scheme):  # the last line has ended: nothing may follow
+            keep = out[self._empty].copy()
+            out[:V] = -np.inf
+            out[self._empty] = keep
+        else:
+            toks = self.vocab.tokens
+            for t in self._newline:
+                if out[t] == 0.0 and not self._open(data + toks[t])[0]:
+                    out[t] = -np.inf
+        out[V] = self._complete(context)
+        return out
+
+    def init_state(self, n: int) -> _RhymeState:  # noqa: D102
+        return _RhymeState(self, [[] for _ in range(n)])
+
+    def __repr__(self) -> str:
+        return (
+            f"suffix_rhyme({self.scheme!r}, letters={self.letters})(vocab={len(self.vocab)} tokens)"
+        )
 
 
-def suffix_rhyme(scheme: str, letters: int = 2) -> Potential:
+class _RhymeState(ContextState):
+    """Context rows; single-token checks without the whole vector."""
+
+    def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:  # noqa: D102
+        if self._cache is not None:
+            return super().logw_tokens(rows, tokens)
+        p = self.potential
+        V = len(p.vocab)
+        out = np.empty(len(rows))
+        for k, (r, t) in enumerate(zip(np.asarray(rows).tolist(), np.asarray(tokens).tolist())):
+            ctx = self._contexts[r]
+            if p._prefix(ctx) == -np.inf:
+                out[k] = -np.inf
+            else:
+                out[k] = p._complete(ctx) if t == V else p._prefix(ctx + [t])
+        return out
+
+
+def suffix_rhyme(scheme: str, letters: int = 2) -> SuffixRhyme:
     """Text of ``len(scheme)`` lines whose ends rhyme by spelling, as ``scheme`` says.
 
     Lines with the same letter in ``scheme`` (e.g. ``"AABB"``: lines 1–2 and 3–4) end on the
@@ -212,34 +315,18 @@ def suffix_rhyme(scheme: str, letters: int = 2) -> Potential:
     Every line needs a word; the text may end with one newline after its last line.
 
     A line is checked when it ends (its newline, or EOS for the last line). The prefix test
-    is exact for this constraint alone: every line ended so far agrees with the scheme and
-    no more than ``len(scheme)`` lines are begun, and every such text can be completed (by
-    appending the required key as a word). Decisions are made at character boundaries.
+    is exact for this constraint alone: every line ended so far agrees with the scheme, no
+    more than ``len(scheme)`` lines are begun and the bytes can still become valid UTF-8,
+    and every such text can be completed (by appending the required key as a word).
 
     Args:
         scheme: One letter per line (any characters but a newline).
         letters: How many final letters must agree.
 
     Returns:
-        A hard byte-level potential (a product of two predicates: ended lines, and the
-        finished text).
+        A hard byte-level potential.
 
     Raises:
         ValueError: on an empty ``scheme`` or ``letters`` < 1.
     """
-    scheme = _check_scheme(scheme, letters)
-    N = len(scheme)
-
-    def ended_lines_ok(text: str) -> bool:
-        lines = text.split("\n")
-        if len(lines) > N + 1 or (len(lines) == N + 1 and lines[-1]):
-            return False
-        return _rhymes(lines[:-1], scheme, letters)
-
-    def finished_ok(text: str) -> bool:
-        lines = text.split("\n")
-        if len(lines) == N + 1 and lines[-1] == "":
-            lines = lines[:-1]
-        return len(lines) == N and _rhymes(lines, scheme, letters)
-
-    return predicate(ended_lines_ok, level="prefix") & predicate(finished_ok, level="complete")
+    return SuffixRhyme(_check_scheme(scheme, letters), letters, Vocabulary.bytes256())

@@ -224,3 +224,20 @@ def test_laws_on_toy_vocabulary(which):
     for x in ctx:
         bs = list(TOY.decode_bytes(x))
         assert lifted.prefix(x) == c.prefix(bs) and lifted.complete(x) == c.complete(bs)
+
+
+def test_suffix_rhyme_vector_equals_single_token_checks():
+    """The fast vector (UTF-8 mask + newline tokens) equals one prefix call per token."""
+    c = pt.suffix_rhyme("AAB", letters=1).lift(TOY)
+    for text in [b"", b"ab", b"ab\n", b"ab\nb", b"ab\nb a", b"b\nab\n", b"b\nab\nl", b"b\nb\na\n"]:
+        x = [TOY.index[bytes((ch,))] for ch in text]
+        vec = c.logw_next(x)
+        state = c.init_state(1).advance(np.array([x[0]])) if x else c.init_state(1)
+        for t in x[1:]:
+            state = state.advance(np.array([t]))
+        toks = np.arange(len(TOY) + 1)
+        single = state.logw_tokens(np.zeros(len(toks), dtype=np.int64), toks)
+        base = c.prefix(x)
+        want = [c.prefix(x + [t]) - base if base == 0 else -np.inf for t in range(len(TOY))]
+        assert list(vec[:-1]) == want, text
+        assert vec[-1] == c.complete(x) and list(single) == list(vec), text
