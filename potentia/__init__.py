@@ -15,8 +15,8 @@ from potentia import interop
 from potentia.agents import agent
 from potentia.api import register_sampler, sample
 from potentia.constraints.cfg import cfg
-from potentia.constraints.infill import infill
 from potentia.constraints.graph import graph_path
+from potentia.constraints.infill import infill
 from potentia.constraints.intersect import intersect
 from potentia.constraints.json_schema import json_schema as json
 from potentia.constraints.lexical import contains, excludes, length, span_of
