@@ -115,21 +115,17 @@ TOOLS = [
 
 EXAMPLES = [
     (
-        "How many people live in Italy and Spain together, in millions?",
-        "Thought: I need the population of Italy.\n"
+        "What is the population of Japan plus 10, in millions?",
+        "Thought: I need the population of Japan.\n"
         "Action: lookup\n"
-        'Action Input: {"key": "italy"}\n'
-        "Observation: 59\n"
-        "Thought: I need the population of Spain.\n"
-        "Action: lookup\n"
-        'Action Input: {"key": "spain"}\n'
-        "Observation: 48\n"
-        "Thought: I add them.\n"
+        'Action Input: {"key": "japan"}\n'
+        "Observation: 124\n"
+        "Thought: I add 10 to it.\n"
         "Action: calculator\n"
-        'Action Input: {"expression": "59 + 48"}\n'
-        "Observation: 107\n"
+        'Action Input: {"expression": "124 + 10"}\n'
+        "Observation: 134\n"
         "Thought: I know the answer.\n"
-        "Final Answer: 107\n",
+        "Final Answer: 134\n",
     )
 ]
 
@@ -140,7 +136,7 @@ def main(
     model: str = "smollm2",
     question: str = QUESTION,
     particles: int = 4,
-    max_steps: int = 12,
+    max_steps: int = 14,
     max_step_tokens: int = 24,
     seed: int = 0,
     sampler: str = "auto",
@@ -193,7 +189,7 @@ if __name__ == "__main__":
     ap.add_argument("--model", choices=["smollm2", "gemma"], default="smollm2")
     ap.add_argument("--question", default=QUESTION)
     ap.add_argument("--particles", type=int, default=4)
-    ap.add_argument("--max-steps", type=int, default=12)
+    ap.add_argument("--max-steps", type=int, default=14)
     ap.add_argument("--max-step-tokens", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sampler", default="auto")
