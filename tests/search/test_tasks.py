@@ -197,3 +197,16 @@ def test_countdown_on_smollm(smollm):
     )
     assert res.extra["spent"]["lm_tokens"] <= 400
     assert res.texts and all(task.verify(t) for t in res.texts)  # r = 0 prunes wrong goals
+
+
+@pytest.mark.real_model
+def test_keyword_reward_as_smc_critic_on_smollm(smollm):
+    kw = Keywords(("ball", "dog", "park"))
+    reward = kw.reward(smollm.vocab)  # scored at every word boundary
+    run = dict(particles=4, max_tokens=8, seed=0, ess_threshold=0.0, progress=False)
+    plain = pt.sample(smollm, kw.prompt(), **run)
+    res = pt.sample(smollm, kw.prompt(), critic=reward, **run)
+    assert reward.calls > 0 and res.contexts == plain.contexts  # no resampling: same draws
+    for ctx, a, b in zip(res.contexts, res.log_weights, plain.log_weights):
+        covered = len(kw.covered(smollm.vocab.decode(ctx)))
+        assert a - b == pytest.approx(np.log((1 + covered) / 4))  # the critic's factor r(x)
