@@ -16,9 +16,10 @@ Why not one batched forward for several prompts: a backend cache covers one prom
 SMC run steps its own particles, so batching the LM calls of different runs needs a
 multi-prompt cache (padded, attention-masked) in ``lm/`` and a lock-step driver. Padded
 batches also change the last bits of the logits, so results would no longer equal the
-sequential runs. On one machine the runs are therefore sequential per worker (see
-docs/many.md for the measured gain that batching could bring); the parallelism is the
-workers'.
+sequential runs. It would pay (measured on SmolLM2, fp32: 16 rows in one forward cost
+173 ms of CPU against 2 x 132 ms for two forwards of 8, at most 35 % saved; see
+docs/many.md), but it is not built: the runs of one worker are sequential, and the
+parallelism is the workers'.
 
 Fault tolerance (Ray): prompts travel in chunks; every chunk in flight on a worker that
 dies (killed, out of memory, node lost) goes back to the queue and a fresh actor replaces
@@ -55,6 +56,9 @@ MODEL_NAMES = ("default", "smollm2")
 GRACE_S = 10.0
 
 _RAY_HINT = "pip install 'potentia[ray]'"
+
+#: ``Result.method`` of a prompt that was never run (no engine made that result).
+_NOT_RUN = "sample_many: not run"
 
 
 class ManyResults(list):
@@ -142,7 +146,7 @@ def _not_run(why: str) -> Result:
         log_weights=np.zeros(0),
         log_z=-np.inf,
         status=[],
-        method="sample_many",
+        method=_NOT_RUN,
         message=f"not run: {why}",
         extra={"stopped_by": why},
     )
@@ -166,6 +170,21 @@ class _Probe:
         if name in ("context_window", "max_length", "prompt_ids"):
             raise AttributeError(name)  # the window is checked per prompt, on the model
         raise _ProbeDone
+
+
+class _HardStandIn(Potential):
+    """Stands in for constraints given as factories (built later, where the runs happen)."""
+
+    hard = True
+
+    def __init__(self) -> None:
+        self.vocab = Vocabulary.bytes256()
+
+    def _prefix(self, context: list[int]) -> float:
+        return 0.0
+
+    def _complete(self, context: list[int]) -> float:
+        return 0.0
 
 
 def _check_kwargs(kwargs: dict[str, Any], constraint: Potential | None) -> None:
@@ -436,6 +455,8 @@ def sample_many(
         threads = opts["num_cpus"]
     specs, cindex = _constraint_specs(constraint, n)
     probe_c = next((c for c in specs if isinstance(c, Potential)), None)
+    if probe_c is None and any(c is not None for c in specs):
+        probe_c = _HardStandIn()  # only factories: their kind is known once they are built
     _check_kwargs({"time_limit": time_limit, **kwargs}, probe_c)
     if _is_spec(model):
         _check_spec(model, ray_mode)
@@ -478,7 +499,7 @@ def sample_many(
     for i in range(n):
         if out[i] is None:
             out[i] = _not_run(why)
-            out.not_run.append(i)
+    out.not_run = [i for i, r in enumerate(out) if r.method == _NOT_RUN]
     out.wall_time = time.perf_counter() - t0
     return out
 
@@ -488,13 +509,16 @@ def _run_here(model, prompts, specs, cindex, seeds, kwargs, deadline, record) ->
     if _is_spec(model):
         model = load_model(model)
     cons = _Constraints(specs, model)
-    for i, p in enumerate(prompts):
-        if deadline is not None and time.time() >= deadline:
-            return
-        r = _run_one(model, p, cons[cindex[i]], seeds[i], kwargs, deadline)
-        record(i, r)
-        if str(r.extra.get("stopped_by", "")).startswith("interrupted"):
-            return
+    try:
+        for i, p in enumerate(prompts):
+            if deadline is not None and time.time() >= deadline:
+                return
+            r = _run_one(model, p, cons[cindex[i]], seeds[i], kwargs, deadline)
+            record(i, r)
+            if str(r.extra.get("stopped_by", "")).startswith("interrupted"):
+                return
+    except KeyboardInterrupt:  # between two runs (a run returns its partial result itself)
+        return
 
 
 def _run_ray(
@@ -574,11 +598,11 @@ def _run_ray(
     try:
         for slot in range(n_workers):
             start(slot)
-        while queue or inflight:
+        while inflight or (queue and (deadline is None or time.time() < deadline)):
             if deadline is not None and time.time() > deadline + GRACE_S:
                 return  # runs still out are given up; the caller marks them not run
             for slot in range(n_workers):
-                if not ready[slot]:
+                if not ready[slot] or (deadline is not None and time.time() >= deadline):
                     continue
                 load = sum(1 for s, g, _ in inflight.values() if s == slot and g == gen[slot])
                 for _ in range(per_actor - load):

@@ -147,6 +147,14 @@ def test_bad_input_fails_before_any_lm_call(change, exc, match):
     assert Counting.calls == 0
 
 
+def test_constraint_factories_pass_the_front_door_checks_of_any_method():
+    from potentia.many import _check_kwargs, _HardStandIn
+
+    _check_kwargs({"method": "cars", "particles": 2}, _HardStandIn())  # built on the worker
+    with pytest.raises(ValueError, match="needs a hard `constraint`"):
+        _check_kwargs({"method": "cars"}, None)
+
+
 def test_ray_missing_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'potentia\[ray\]'"):
@@ -171,18 +179,21 @@ def ray_cluster():
     """
     ray = pytest.importorskip("ray")
     for attempt in range(3):
+        failed = None
         try:
             ray.init(
                 num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="potentia-test"
             )
-            break
         except Exception as e:  # noqa: BLE001 - Ray raises a bare Exception on a slow start
             if "timed out during startup" not in str(e) or attempt == 2:
                 raise
-            ray.shutdown()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ResourceWarning)
-                gc.collect()
+            failed = str(e)
+        if failed is None:
+            break
+        ray.shutdown()  # outside the except block: the traceback no longer holds the node
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
     yield ray
     ray.shutdown()
 
@@ -197,6 +208,11 @@ def pid_loader(folder):
     return load
 
 
+#: a failed Ray start leaves process handles behind; their __del__ warns when collected
+RAY_LEFTOVERS = "ignore:subprocess \\d+ is still running:ResourceWarning"
+
+
+@pytest.mark.filterwarnings(RAY_LEFTOVERS)
 def test_ray_kill_a_worker_mid_run_loses_and_duplicates_nothing(ray_cluster, tmp_path):
     n = 1000
     ps = prompts(n)
@@ -227,6 +243,7 @@ def test_ray_kill_a_worker_mid_run_loses_and_duplicates_nothing(ray_cluster, tmp
 
 
 @pytest.mark.real_model
+@pytest.mark.filterwarnings(RAY_LEFTOVERS)
 def test_ray_smollm2_equals_sequential(ray_cluster, smollm):
     ps = ["The capital of France is", "2 + 2 ="]
     pattern = r" ?[A-Za-z0-9]{1,8}"
