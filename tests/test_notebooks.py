@@ -4,7 +4,9 @@ Each notebook runs in its own ``pytest --nbmake`` subprocess on a fresh kernel. 
 is ``python3`` resolved to this interpreter: ``JUPYTER_PATH`` puts this environment's
 kernel specs first (ipykernel installs ``python3`` there) and jupyter_client starts a
 spec whose command is ``python`` with ``sys.executable``. Nothing is written outside
-the repository: no kernel is registered, no cache directory is created.
+the repository: no kernel is registered, no cache directory is created. The subprocess
+loads only the nbmake plugin and an empty config (not the project's: its
+``filterwarnings = error`` is for the suite, a notebook's warnings are its output).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def _env() -> dict[str, str]:
             [str(Path(sys.prefix) / "share" / "jupyter"), env.get("JUPYTER_PATH", "")]
         ).rstrip(os.pathsep),
         PYDEVD_DISABLE_FILE_VALIDATION="1",
+        PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",  # only nbmake (-p): a faster start
     )
     return env
 
@@ -70,7 +73,7 @@ def test_notebook_runs(path, tmp_path):
 
 def _nbmake(*paths: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not the project's config
-    cmd = [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-kernel=python3",
+    cmd = [sys.executable, "-m", "pytest", "-p", "nbmake.pytest_plugin", "--nbmake", "--nbmake-kernel=python3",
            "--nbmake-timeout=300", "-p", "no:cacheprovider", "-q", "--rootdir", str(tmp_path),
            "-c", str(tmp_path / "pytest.ini"), *map(str, paths)]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path)
