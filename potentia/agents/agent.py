@@ -39,9 +39,11 @@ their mean, whose log joins log Ẑ: log Ẑ is unbiased for log of Σ_τ target
 expectation of Ẑ (Ẑ itself is unbiased). With several particles each particle calls its
 tools itself (after resampling, copies call again); weights carry over between rounds.
 
-Particles advance one at a time: once tool outputs differ their contexts have different
-lengths, which one batched LM state cannot hold; each keeps its own KV cache, and the
-forced text and the step's tokens go into the next forward together.
+Particles that share a history (all of them at the start, and the copies that resampling
+makes) draw their next step as the rows of one batch, whose equal contexts share forward
+rows. Other particles advance one group at a time: once tool outputs differ their
+contexts have different lengths, which one batched LM state cannot hold; each keeps its
+own KV cache, and the forced text and the step's tokens go into the next forward together.
 
 **Budgets.** ``max_steps`` (then the particle is ``"truncated"``), ``max_step_tokens``
 (a longer step is ``"truncated"``), ``max_tokens`` and the model's context window,
@@ -464,6 +466,9 @@ class _Run:
 
     def _env_step(self, p: _Particle, label: str) -> None:
         a = self.agent
+        if p.tool not in a.tools or p.tool_input is None:
+            p.status, p.logw = f"dead: {label} before a tool call was written", -np.inf
+            return
         t: Tool = a.tools[p.tool]
         self.tool_calls += 1
         obs = call_tool(t, p.tool_input, a.tool_timeout, a.max_observation_chars)
@@ -479,46 +484,58 @@ class _Run:
         p.steps.append(step)
         p.q = self.agent.protocol.step(p.q, label)
 
-    def _model_step(self, p: _Particle, max_step_tokens: int) -> None:
-        proto = self.agent.protocol
-        c = self.agent.step_language(p.q, p.tool)
+    def _model_steps(self, group: list[_Particle], max_step_tokens: int) -> None:
+        """One model step for particles that share one history (one batched unit draw).
+
+        Copies made by resampling (and all particles at the start) hold the same LM state;
+        they draw their steps as rows of one batch, whose equal contexts share forward rows.
+        """
+        p0, k = group[0], len(group)
+        c = self.agent.step_language(p0.q, p0.tool)
         us, lifted = self._unit_sampler(c)
         limit = max_step_tokens
         if self.room is not None:
-            limit = min(limit, self.room - len(p.tokens))
+            limit = min(limit, self.room - len(p0.tokens))
         if limit <= 0:
-            p.status, p.why = "truncated", "`max_tokens` (or the context window) is full"
+            for p in group:
+                p.status, p.why = "truncated", "`max_tokens` (or the context window) is full"
             return
-        state = ProductState(us.target, [p.state, lifted.init_state(1)])
+        lm_rows = p0.state if k == 1 else p0.state.select(np.zeros(k, dtype=np.int64))
+        state = ProductState(us.target, [lm_rows, lifted.init_state(k)])
         out = us.sample(state, self.rng, self.draw, max_len=limit)
         self.target_evals += out.target_evals
         self.constraint_checks += out.constraint_checks
-        status, lw, unit = out.status[0], float(out.log_w[0]), out.units[0]
+        for r, p in enumerate(group):
+            self._finish_step(p, out.status[r], float(out.log_w[r]), out.units[r], lifted)
+            if p.status == "truncated" and not p.why:
+                p.why = (
+                    f"a step passed `max_step_tokens`={max_step_tokens}"
+                    if limit == max_step_tokens
+                    else "`max_tokens` (or the context window) ran out in a step"
+                )
+
+    def _finish_step(self, p: _Particle, status: str, lw: float, unit: list, lifted) -> None:
+        """Apply one drawn unit to particle ``p`` (weight, state, trace, automaton)."""
+        proto = self.agent.protocol
         p.model_tokens += len(unit) + (1 if status == "eos" else 0)
         if status == "dead":
             allowed = [x for x in proto.allowed(p.q) if x not in proto.environment]
             p.status = f"dead: no allowed next token in a step ({'|'.join(allowed)})"
             p.logw = -np.inf
             return
-        if status == "length":
-            p.status = "truncated"
-            p.why = (
-                f"a step passed `max_step_tokens`={max_step_tokens}"
-                if limit == max_step_tokens
-                else "`max_tokens` (or the context window) ran out in a step"
-            )
-            p.logw += lw
-            return
         p.logw += lw
+        if status in ("length", "budget"):
+            p.status = "truncated"
+            return
         if status == "eos":
             p.status = "finished"
             return
-        line = self.vocab.decode_bytes(unit)
         end = lifted.complete(unit)  # the exact completion test (full tool schema)
         if end == -np.inf:
             p.status, p.logw = "dead: the step failed its exact check (the tool's schema)", -np.inf
             return
         p.logw += end
+        line = self.vocab.decode_bytes(unit)
         label, content = proto.split_step(line[:-1].decode("utf-8", errors="replace"))
         st = p.state
         for tok in unit:
@@ -566,20 +583,26 @@ class _Run:
                 if rounds >= max_steps:
                     self._stop(ps, max_steps)
                     break
+                # one step per running particle: tool steps, then model steps grouped by
+                # shared history (one batched draw per group)
+                groups: dict[int, list[_Particle]] = {}
                 for p in ps:
                     if p.status != "running":
                         continue
+                    env = proto.env_turn(p.q)
+                    if env is not None:
+                        self._env_step(p, env)
+                    else:
+                        groups.setdefault(id(p.state), []).append(p)
+                for group in groups.values():
                     if time_limit is not None and time.perf_counter() - t0 >= time_limit:
                         stopped_by = (
                             f"`time_limit`={time_limit:g} s ran out after {rounds} rounds "
                             "(raise `time_limit`)"
                         )
                         break
-                    env = proto.env_turn(p.q)
-                    if env is not None:
-                        self._env_step(p, env)
-                    else:
-                        self._model_step(p, max_step_tokens)
+                    self._model_steps(group, max_step_tokens)
+                for p in ps:
                     if p.status == "running" and proto.done(p.q):
                         p.status = "finished"
                 if stopped_by:

@@ -31,8 +31,12 @@ from toy import (  # noqa: E402
 )
 
 
-def _expectations(agent: Agent, lm, **kw) -> tuple[dict, int]:
-    """Exact E[w · 1{trace}] of a one-particle run, over every random path of its draws."""
+def _expectations(agent: Agent, lm, weights: dict | None = None, **kw) -> tuple[dict, int]:
+    """Exact E[w · 1{trace}] of a one-particle run, over every random path of its draws.
+
+    With the direct sampler a trace's weight is a function of the trace; ``weights`` (if
+    given) receives it, per trace.
+    """
     got: dict[tuple[int, ...], float] = {}
     paths = enumerate_draws(
         lambda draw: agent.run(lm, prompt=(), particles=1, sampler="direct", draw=draw, **kw)
@@ -41,6 +45,8 @@ def _expectations(agent: Agent, lm, **kw) -> tuple[dict, int]:
         if res.status[0] == "finished":
             key = tuple(res.contexts[0])
             got[key] = got.get(key, 0.0) + prob * float(np.exp(res.log_weights[0]))
+            if weights is not None:
+                weights[key] = float(res.log_weights[0])
     return got, len(paths)
 
 
@@ -50,13 +56,30 @@ def test_react_one_particle_is_properly_weighted_exactly(seed):
     lm = toy_lm(seed, sparsity=0.5)
     agent = Agent(REACT, TOOLS)
     want = reference_target(lm, REACT, REACT_NEXT, max_steps=6, max_step_tokens=2)
-    got, n_paths = _expectations(agent, lm, max_steps=6, max_step_tokens=2)
+    weight: dict = {}
+    got, n_paths = _expectations(agent, lm, weight, max_steps=6, max_step_tokens=2)
     assert n_paths > 50 and len(want) > 20  # the problem is not trivial
     assert set(got) == set(want)
     for k in want:
         assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-15), VOCAB.decode(k)
     # the tool was called: some trace holds the environment's observation
     assert any("Observation: 2\n" in VOCAB.decode(k) for k in want)
+    # particles drawn as rows of one batch (shared histories) get the same weights as the
+    # one-particle runs enumerated above: without resampling, w is the trace's function
+    for r in range(3):
+        res = agent.run(
+            lm,
+            prompt=(),
+            particles=8,
+            seed=r,
+            sampler="direct",
+            ess_threshold=0.0,
+            max_steps=6,
+            max_step_tokens=2,
+        )
+        for ctx, st, lw in zip(res.contexts, res.status, res.log_weights):
+            if st == "finished":
+                assert lw == pytest.approx(weight[tuple(ctx)], abs=1e-9)
 
 
 def test_eos_ending_protocol_is_properly_weighted_exactly():
@@ -99,8 +122,9 @@ def test_smc_with_resampling_matches_the_exact_posterior_chi2():
     assert_gof([outcome(d) for d in draws], probs, false_alarm=1e-3)
 
 
-def _check_trace(text: str, tools=("dbl", "inc")) -> None:
-    """The trace obeys ReAct: labels, registered tools, valid inputs, real observations."""
+def _check_trace(text: str, tools=("dbl", "inc"), complete: bool = True) -> None:
+    """The trace (or, unless ``complete``, a prefix of one) obeys ReAct: labels, registered
+    tools, valid inputs, the tools' real observations."""
     lines = text.splitlines()
     state = "start"
     tool = inp = None
@@ -117,7 +141,7 @@ def _check_trace(text: str, tools=("dbl", "inc")) -> None:
             inp = value
         if lab == "Observation":
             assert content == {"dbl": str(2 * inp["q"]), "inc": "go"}[tool]
-    assert state == "end"
+    assert state == "end" or not complete
 
 
 @pytest.mark.parametrize("sampler", ["awrs", "direct"])
@@ -130,9 +154,9 @@ def test_spec_is_enforced_although_the_lm_prefers_breaking_it(sampler):
     for seed in range(6):
         res = agent.run(lm, prompt=(), particles=4, seed=seed, sampler=sampler, max_steps=10)
         for text, st, steps in zip(res.texts, res.status, res.extra["steps"]):
+            _check_trace(text, complete=st == "finished")  # unfinished: a valid prefix
             if st == "finished":
                 finished += 1
-                _check_trace(text)
                 assert [s.by for s in steps if s.label == "Observation"] == ["environment"] * len(
                     [s for s in steps if s.label == "Observation"]
                 )
