@@ -9,7 +9,8 @@ state and by ``complete``. The count of false rejections must be 0.
 
 The default run takes every JSON-Schema-Test-Suite schema and a fixed-seed sample of
 ``POTENTIA_SOUNDNESS_SCHEMAS`` MaskBench schemas (default 100, seed 10); set it to
-``all`` for the whole sample (about eight minutes on the shared machine, most of it compiling one 80 KB schema).
+``all`` for the whole sample: 1118 schemas, 0 false rejections on 2026-12-02 (20.5 minutes
+on the shared 2-core machine at load 10, much of it compiling one 80 KB schema).
 """
 
 from __future__ import annotations
