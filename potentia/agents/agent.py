@@ -17,9 +17,10 @@ language (:mod:`potentia.agents.steps`) makes the ``Action`` name a registered t
 the ``Action Input`` valid for that tool's schema; ``[e]`` is 1 when the trace ended by the
 model's own EOS (only possible where the automaton accepts and more steps could follow)
 and 0 when the protocol ends it (after ``Final Answer`` in :data:`REACT`). The support is
-restricted to traces of at most ``max_steps`` steps (where the protocol accepts at ``max_steps``, the trace ends with
-the model's EOS, weighted by its probability) whose model steps have at most
-``max_step_tokens`` tokens each (and at most ``max_tokens`` tokens in all).
+restricted to traces of at most ``max_steps`` steps (where the protocol accepts at
+``max_steps``, the trace ends with the model's EOS, weighted by its probability) whose
+model steps have at most ``max_step_tokens`` tokens each (and at most ``max_tokens``
+tokens in all).
 
 Tools are called on the particle's own trace: deterministic tools make the target above a
 function of the model's steps; a random tool makes it the joint of model steps and
@@ -35,9 +36,10 @@ language's exact completion test (the full tool schema) is multiplied in. So aft
 round, each particle's weight is properly weighted for the target of the steps so far.
 After each round (a step boundary for every particle), when the ESS falls below
 ``ess_threshold · N`` all particles are resampled (finished ones too) and weights reset to
-their mean, whose log joins log Ẑ: log Ẑ is unbiased for log of Σ_τ target(τ) in
-expectation of Ẑ (Ẑ itself is unbiased). With several particles each particle calls its
-tools itself (after resampling, copies call again); weights carry over between rounds.
+their mean, whose log joins log Ẑ; Ẑ is an unbiased estimate of Z = Σ_τ target(τ)
+(and Ẑ ≤ 1 surely, every factor being a probability or 0/1). With several particles each
+particle calls its tools itself (after resampling, copies call again); weights carry over
+between rounds.
 
 Particles that share a history (all of them at the start, and the copies that resampling
 makes) draw their next step as the rows of one batch, whose equal contexts share forward
@@ -739,6 +741,7 @@ def agent(
     examples: Sequence[str | tuple[str, str]] = (),
     instructions: str = DEFAULT_INSTRUCTIONS,
     tool_timeout: float | None = 10.0,
+    max_observation_chars: int = 400,
     **run: Any,
 ) -> Result:
     """Run an LM as an agent of protocol ``spec`` with ``tools``: properly weighted traces.
@@ -757,11 +760,19 @@ def agent(
         examples: Few-shot traces, validated against ``spec`` (see :class:`Agent`).
         instructions: The prompt's first paragraph.
         tool_timeout: Seconds a tool may run before its Observation is a time-out error.
+        max_observation_chars: Longest Observation kept (longer ones are cut).
         **run: Arguments of :meth:`Agent.run` (``particles``, ``seed``, ``max_steps``,
             ``max_step_tokens``, ``max_tokens``, ``time_limit``, ``sampler``, ...).
 
     Returns:
         The run's :class:`~potentia.result.Result` (see :meth:`Agent.run`).
     """
-    a = Agent(spec, tools, examples, instructions=instructions, tool_timeout=tool_timeout)
+    a = Agent(
+        spec,
+        tools,
+        examples,
+        instructions=instructions,
+        tool_timeout=tool_timeout,
+        max_observation_chars=max_observation_chars,
+    )
     return a.run(model, question, **run)
