@@ -233,7 +233,8 @@ def test_ray_kill_a_worker_mid_run_loses_and_duplicates_nothing(ray_cluster, tmp
         pid_loader(tmp_path), ps, C, workers=2, seed=11, chunk_size=25, on_result=on_result, **KW
     )
     assert killed and out.workers_lost == 1
-    assert out.workers == 3 and len(list(tmp_path.iterdir())) == 3  # one model load each
+    # one model load per actor: the 2 first, and the fresh one if it loaded before the end
+    assert out.workers == 3 and 2 <= len(list(tmp_path.iterdir())) <= 3
     assert out.retried, "the killed worker had prompts in flight; they must have run again"
     assert out.not_run == [] and out.seeds == seeds
     assert sorted(arrived) == list(range(n)) and set(arrived.values()) == {1}
