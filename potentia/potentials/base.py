@@ -144,7 +144,10 @@ class Vocabulary:
         return self is other or self.key() == other.key()
 
     def __hash__(self) -> int:
-        return hash(self.key())
+        h = self.__dict__.get("_hash")
+        if h is None:  # a tuple does not cache its hash: 262k tokens take ~1 ms each time
+            h = self._hash = hash(self.key())
+        return h
 
     def __repr__(self) -> str:
         head = ", ".join(repr(t) for t in self.tokens[:5])
