@@ -231,10 +231,10 @@ class Agent:
         return self._steps[key]
 
     def _lift(self, c: LLGConstraint, vocab: Vocabulary) -> Any:
-        key = (id(c), vocab)
+        key = (id(c), id(vocab))  # ids: hashing a 262k-token vocabulary costs O(V)
         if key not in self._lifted:
-            self._lifted[key] = (c, c.lift(vocab))
-        return self._lifted[key][1]
+            self._lifted[key] = (c, vocab, c.lift(vocab))  # c and vocab kept alive
+        return self._lifted[key][2]
 
     # ----- few-shot validation ----------------------------------------------------------
     def validate(self, trace: str, where: str = "trace") -> list[Step]:
