@@ -41,12 +41,21 @@ boundaries. Cost: the chart is Python (about one Earley set per character), the 
 fixpoint touches the items of the chart whose origins it climbs; results are memoised per
 state. ``docs/benchmarks.md`` has measured costs.
 
-**Pre-filter.** The grammar is also compiled for llguidance in a scannerless form (every
-terminal becomes right-linear rules over one-character lexemes from its own automaton, so
-llguidance's lexing cannot differ from the one above): a prefix llguidance rejects cannot be
-completed in the grammar, so the native check runs first (it is necessary, never
-sufficient: it knows nothing of the parts), and native masks give the candidate tokens of a
-full mask.
+**Pre-filter** (``prefilter=True``). The grammar is also compiled for llguidance in a
+scannerless form (every terminal becomes right-linear rules over one-character lexemes from
+its own automaton, so llguidance's lexing cannot differ from the one above): a prefix
+llguidance rejects cannot be completed in the grammar, so the native check runs first on
+every single-token query (it is necessary, never sufficient: it knows nothing of the
+parts). It is off by default: on the example of ``examples/infill.py`` (SmolLM2's
+vocabulary) it makes the per-token check about 4x slower (``docs/benchmarks.md``), because
+the chart above already rejects a token that breaks the grammar within a byte or two, and
+the pre-filter's matchers are copied on every advance. (Compiling the grammar as written
+for llguidance would be faster, but its greedy lexer accepts fewer texts than the
+every-split semantics when terminals can run into each other, so it would not be sound.)
+
+**Full masks** (AWRS's fallback, the direct sampler) walk the vocabulary's byte trie with
+the row, pruned as soon as a prefix is not viable: cheap inside fixed parts (one byte is
+allowed), about a second for SmolLM2's vocabulary inside a gap that allows most tokens.
 
 **Limits.** Terminal regexes are compiled with ``interegular`` (no look-around, no
 backreferences); a terminal that matches the empty string is refused. llguidance-only
@@ -273,7 +282,7 @@ class Infill(Potential):
 
     hard = True
 
-    def __init__(self, grammar: str, parts: Sequence[str | None], prefilter: bool = True) -> None:
+    def __init__(self, grammar: str, parts: Sequence[str | None], prefilter: bool = False) -> None:
         self.vocab = _BYTES
         self.parts = _check_parts(parts)
         self.grammar_text = grammar
@@ -287,6 +296,7 @@ class Infill(Potential):
         self._root = self._start_row()
         self._rows: dict[bytes, _Row] = {}
         self._pending: dict[bytes, list[str]] = {}
+        self._fmemo: dict = {}
         if not self._viable(self._root):
             raise ValueError(
                 f"`parts` {self.parts!r}: no filling of the gaps gives a text in the "
@@ -529,6 +539,17 @@ class Infill(Potential):
                     self._viable(self._advance_char(_Row(row.chart, row.lexes, row.rmask, b""), c))
                     for c in self._pending_chars(row.pending)
                 )
+            elif not row.chart[-1].items:
+                # Inside lexemes only: the answer depends on the open lexemes (their start
+                # sets, by identity, fix the chart before them) and the parts' positions,
+                # so it is shared by every row that reads on inside the same lexemes.
+                key = (row.rmask, *((row.chart[i], t, q) for i, t, q in row.lexes))
+                got = self._fmemo.get(key)
+                if got is None:
+                    if len(self._fmemo) >= 1 << 16:
+                        self._fmemo.clear()
+                    got = self._fmemo[key] = self._future(row)
+                row.viable = got
             else:
                 row.viable = self._future(row)
         return row.viable
@@ -624,6 +645,11 @@ class Infill(Potential):
     def _token_bytes(self, t: int) -> bytes:
         return self.vocab.tokens[t]
 
+    def _trie(self) -> dict:
+        if getattr(self, "_trie_cache", None) is None:
+            self._trie_cache = _vocab_trie(self.vocab)
+        return self._trie_cache
+
     def lift(self, vocab: Vocabulary) -> Potential:
         """This constraint over a token vocabulary (a token is the concatenation of its bytes)."""
         if not isinstance(vocab, Vocabulary):
@@ -699,19 +725,31 @@ class InfillState(PotentialState):
         row = inner._advance_bytes(self.rows[r], self.potential._token_bytes(t))
         return row.chart is not None and inner._viable(row)
 
-    def allowed(self) -> np.ndarray:  # noqa: D102
+    def allowed(self) -> np.ndarray:
+        """The exact mask: a walk of the vocabulary's byte trie, pruned where a prefix dies.
+
+        Every trie node is one byte step of the row; viability is monotone (a dead prefix has
+        no live extension), so a subtree is skipped as soon as its prefix is not viable.
+        """
         if self._mask is None:
             p, inner = self.potential, self._inner()
             V = len(p.vocab)
             out = np.zeros((len(self.rows), V + 1), dtype=bool)
-            pre = self.llg.allowed() if self.llg is not None else None
+            trie = p._trie()
             for r, row in enumerate(self.rows):
                 if row.chart is None or not inner._viable(row):
                     continue
-                cand = np.flatnonzero(pre[r, :V]) if pre is not None else range(V)
-                for t in cand:
-                    out[r, t] = self._check(r, int(t))
                 out[r, V] = inner._accepts(row)
+                stack = [(trie, row)]
+                while stack:
+                    node, cur = stack.pop()
+                    for b, child in node.items():
+                        if b == -1:
+                            out[r, child] = True  # tokens whose bytes end here
+                            continue
+                        nxt = inner._advance_byte(cur, b)
+                        if nxt.chart is not None and inner._viable(nxt):
+                            stack.append((child, nxt))
             self._mask = out
         return self._mask
 
@@ -786,6 +824,11 @@ class LiftedInfill(Potential):
     def _token_bytes(self, t: int) -> bytes:
         return self.vocab.tokens[t]
 
+    def _trie(self) -> dict:
+        if getattr(self, "_trie_cache", None) is None:
+            self._trie_cache = _vocab_trie(self.vocab)
+        return self._trie_cache
+
     def _prefix(self, context: list[int]) -> float:
         return self.inner._prefix(list(self.vocab.decode_bytes(context)))
 
@@ -801,6 +844,17 @@ class LiftedInfill(Potential):
 
     def __repr__(self) -> str:
         return f"LiftedInfill({self.inner.parts!r}, {len(self.vocab)} tokens)"
+
+
+def _vocab_trie(vocab: Vocabulary) -> dict:
+    """The byte trie of ``vocab`` (key ``-1`` lists the tokens ending at a node)."""
+    trie: dict = {}
+    for i, tok in enumerate(vocab.tokens):
+        node = trie
+        for b in tok:
+            node = node.setdefault(b, {})
+        node.setdefault(-1, []).append(i)
+    return trie
 
 
 def _check_parts(parts) -> list[str | None]:
@@ -824,7 +878,7 @@ def _check_parts(parts) -> list[str | None]:
     return out
 
 
-def infill(grammar: str, parts: Sequence[str | None], prefilter: bool = True) -> Infill:
+def infill(grammar: str, parts: Sequence[str | None], prefilter: bool = False) -> Infill:
     """A byte-level hard constraint: fill each gap so the whole text is in ``grammar``.
 
     The output is ``parts`` with every ``None`` replaced by text the model writes; fixed
@@ -835,7 +889,8 @@ def infill(grammar: str, parts: Sequence[str | None], prefilter: bool = True) ->
     Args:
         grammar: A Lark grammar (``start: ...``, as :func:`potentia.cfg` takes it).
         parts: Fixed strings and ``None`` for each gap, e.g. ``["[", None, ", 2]"]``.
-        prefilter: Run llguidance on the grammar first (same answers, faster rejections).
+        prefilter: Check every single-token query with llguidance first (same answers;
+            slower on the measured example, see the module docstring).
 
     Raises:
         TypeError: if ``grammar`` is not a str or ``parts`` is not a list of str/None.

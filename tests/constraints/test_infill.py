@@ -212,7 +212,7 @@ def test_laws_bytes_and_lifted(prefilter):
 
 def test_prefilter_grammar_is_the_same_language():
     """The scannerless llguidance grammar accepts exactly the oracle's members."""
-    c = pt.infill(JSONISH, parts=[None])
+    c = pt.infill(JSONISH, parts=[None], prefilter=True)
     oracle = Oracle(JSONISH, [None])
     for k in range(5):
         for chars in itertools.product('[],"a1 ', repeat=k):
@@ -237,3 +237,39 @@ def test_smc_matches_enumeration(sampler):
     draws = smc_exact_draws(runs, np.random.default_rng(1), log_bound=0.0)
     assert len(draws) > 50
     assert_gof(draws, exact.posterior, false_alarm=1e-4)
+
+
+def _example():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "infill.py"
+    spec = importlib.util.spec_from_file_location("infill_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.real_model
+def test_smollm_example_and_token_checks(smollm):
+    """The example at tiny settings; the lifted checks equal the byte level on SmolLM2."""
+    ex = _example()
+    c = ex.constraint()
+    vocab = smollm.vocab
+    lifted = c.lift(vocab)
+    state = lifted.init_state(1)
+    for t in smollm.encode('{"name": "Bo'):  # inside the first gap (a string)
+        state = state.advance(np.array([t]))
+    base = list(vocab.decode_bytes(state.contexts[0]))
+    toks = np.random.default_rng(0).integers(0, len(vocab), size=150)
+    toks = np.append(toks, [vocab.index[b"b"], vocab.index[b'"'], vocab.index[b"4"]])
+    got = state.logw_tokens(np.zeros(len(toks), dtype=np.int64), toks)
+    want = [c.prefix(base + list(vocab.tokens[t])) for t in toks]
+    np.testing.assert_array_equal(got, want)
+    assert list(got[-3:]) == [0.0, 0.0, -np.inf]  # a letter, the closing quote; no digit
+    out = ex.main(smollm, particles=2, max_tokens=22, seed=0)
+    for text, status in zip(out.texts, out.status):
+        data = list(text.encode())
+        assert c.prefix(data) == 0.0  # no particle ever left the viable prefixes
+        if status == "finished":
+            assert c.complete(data) == 0.0 and c.fillings(text)
