@@ -76,10 +76,10 @@ def test_extractive_qa(gemma):
 
 def test_poetry(gemma):
     ex = _load("poetry")
-    out = ex.main(lm=gemma, particles=2, max_tokens=14)
+    out = ex.main(lm=gemma, particles=4, max_tokens=16)  # seed 0: 3 of 4 finish here
+    assert finished(out), out.message
     for t in finished(out):
         lines = t.removesuffix("\n").split("\n")
         assert syllable_counts("\n".join(lines)) == ex.PER_LINE, t
         assert "e" not in t.lower(), t
         assert len({rhyme_key(line) for line in lines}) == 1, t
-    assert out.texts
