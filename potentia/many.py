@@ -17,7 +17,7 @@ SMC run steps its own particles, so batching the LM calls of different runs need
 multi-prompt cache (padded, attention-masked) in ``lm/`` and a lock-step driver. Padded
 batches also change the last bits of the logits, so results would no longer equal the
 sequential runs. It would pay (measured on SmolLM2, fp32: 16 rows in one forward cost
-173 ms of CPU against 2 x 132 ms for two forwards of 8, at most 35 % saved; see
+160 ms of CPU against 2 x 120 ms for two forwards of 8, at most a third saved; see
 docs/many.md), but it is not built: the runs of one worker are sequential, and the
 parallelism is the workers'.
 
