@@ -47,15 +47,17 @@ its own automaton, so llguidance's lexing cannot differ from the one above): a p
 llguidance rejects cannot be completed in the grammar, so the native check runs first on
 every single-token query (it is necessary, never sufficient: it knows nothing of the
 parts). It is off by default: on the example of ``examples/infill.py`` (SmolLM2's
-vocabulary) it makes the per-token check about 4x slower (``docs/benchmarks.md``), because
-the chart above already rejects a token that breaks the grammar within a byte or two, and
-the pre-filter's matchers are copied on every advance. (Compiling the grammar as written
+vocabulary) it makes the per-token check slower (p50 0.064 against 0.049 ms, p99 8.5
+against 0.17 ms; ``docs/benchmarks.md``), because the chart above already rejects a token
+that breaks the grammar within a byte or two, and the pre-filter's matchers are copied on
+every advance. (Compiling the grammar as written
 for llguidance would be faster, but its greedy lexer accepts fewer texts than the
 every-split semantics when terminals can run into each other, so it would not be sound.)
 
 **Full masks** (AWRS's fallback, the direct sampler) walk the vocabulary's byte trie with
 the row, pruned as soon as a prefix is not viable: cheap inside fixed parts (one byte is
-allowed), about a second for SmolLM2's vocabulary inside a gap that allows most tokens.
+allowed), 0.6 s (median; up to about 3 s) for SmolLM2's vocabulary on the example, most
+of it inside gaps that allow most tokens.
 
 **Limits.** Terminal regexes are compiled with ``interegular`` (no look-around, no
 backreferences); a terminal that matches the empty string is refused. llguidance-only
