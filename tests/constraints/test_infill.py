@@ -273,3 +273,11 @@ def test_smollm_example_and_token_checks(smollm):
         assert c.prefix(data) == 0.0  # no particle ever left the viable prefixes
         if status == "finished":
             assert c.complete(data) == 0.0 and c.fillings(text)
+
+
+def test_every_split_semantics_differs_from_longest_match():
+    """``aab`` splits as A="a", B="ab"; llguidance's longest match (pt.cfg) takes A="aa"."""
+    g = 'start: A B\nA: /a+/\nB: "ab"\n'
+    assert Oracle(g, [None])("aab")
+    assert pt.infill(g, parts=[None]).complete(list(b"aab")) == 0.0
+    assert pt.cfg(g).complete(list(b"aab")) == -np.inf
