@@ -244,6 +244,7 @@ def test_ray_kill_a_worker_mid_run_loses_and_duplicates_nothing(ray_cluster, tmp
 
 
 @pytest.mark.real_model
+@pytest.mark.slow  # ~25 s on the busy 2-core machine: a fresh actor imports torch, loads SmolLM2
 @pytest.mark.filterwarnings(RAY_LEFTOVERS)
 def test_ray_smollm2_equals_sequential(ray_cluster, smollm):
     ps = ["The capital of France is", "2 + 2 ="]
