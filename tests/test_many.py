@@ -243,6 +243,20 @@ def test_ray_kill_a_worker_mid_run_loses_and_duplicates_nothing(ray_cluster, tmp
         assert key(out[i]) == key(sequential[i]), i
 
 
+@pytest.mark.filterwarnings(RAY_LEFTOVERS)
+def test_ray_time_limit_returns_every_prompt_without_hanging(ray_cluster):
+    n = 1000  # about 3 s of toy runs: more than the budget, even on a warm actor
+    ps = prompts(n)
+    out = sample_many(LOADER, ps, C, workers=1, seed=4, time_limit=1.0, **KW)
+    assert len(out) == n and out.not_run and out.workers_lost == 0
+    seeds = prompt_seeds(4, n)
+    for i, r in enumerate(out):
+        if i in out.not_run:
+            assert r.status == [] and "time_limit" in r.message
+        elif "stopped_by" not in r.extra:  # ran to the end within the budget: the same run
+            assert key(r) == key(pt.sample(TOY, ps[i], C, seed=seeds[i], **KW))
+
+
 @pytest.mark.real_model
 @pytest.mark.slow  # ~25 s on the busy 2-core machine: a fresh actor imports torch, loads SmolLM2
 @pytest.mark.filterwarnings(RAY_LEFTOVERS)
