@@ -507,6 +507,10 @@ class LLGState(PotentialState):
         out[:, V] = self._eos_weights() > -np.inf
         return out
 
+    def maximal(self) -> np.ndarray:
+        """Rows where the engine can take nothing but EOS (llguidance's ``is_stopped``)."""
+        return np.array([m is None or m.is_stopped() for m in self.matchers], dtype=bool)
+
     def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:  # noqa: D102
         if self._next is not None:
             return self._next[np.asarray(rows, dtype=np.int64), np.asarray(tokens, dtype=np.int64)]

@@ -233,6 +233,15 @@ class PotentialState:
         """
         return self.logw_next() > -np.inf
 
+    def maximal(self) -> np.ndarray:
+        """Boolean ``(len(self),)``: no non-EOS token can extend the row.
+
+        A structured constraint whose value is closed (``{"a": 1}`` under a JSON schema
+        with no trailing whitespace) is maximal: only EOS may follow. Default: from
+        :meth:`allowed`; engine-backed constraints answer without a mask.
+        """
+        return ~self.allowed()[:, :-1].any(axis=1)
+
     def advance(self, tokens: np.ndarray) -> PotentialState:
         """Extend context ``r`` by ``tokens[r]`` (non-EOS) for every row."""
         raise NotImplementedError

@@ -23,7 +23,7 @@ from potentia.potentials.base import (
     as_potential,
 )
 
-__all__ = ["Product", "And", "Or", "OrState", "Not", "Power", "Lifted", "align"]
+__all__ = ["Product", "And", "Or", "OrState", "Not", "Power", "Lifted", "AutoStop", "align"]
 
 
 def align(target: Vocabulary, other: Vocabulary, what: str) -> np.ndarray | None:
@@ -478,6 +478,122 @@ class Lifted(Potential):
 
     def _complete(self, context: list[int]) -> float:
         return self.inner.complete(self._bytes(context))
+
+
+class AutoStop(Potential):
+    r"""An LM that stops by itself once a structured constraint's value is closed.
+
+    ``AutoStop(lm, constraint)`` is ``lm`` except where ``constraint`` is *maximal* (no
+    token but EOS can extend the string, e.g. a JSON document's closing brace): there the
+    next token is EOS with probability 1. With ``target = AutoStop(lm, c) × c`` the target
+    of a string ``x`` is
+
+    .. math::
+
+        \text{target}(x) = \begin{cases} P_{LM}(x\ldots) \cdot c(x) & x \text{ maximal}
+        \ (\text{the LM's output begins with } x)\\
+        P_{LM}(x \cdot \text{EOS}) \cdot c(x) & \text{otherwise,} \end{cases}
+
+    so the user never has to make the LM emit EOS right after a closed value. Strings that
+    extend a maximal prefix get weight zero (they are not in ``c``'s language anyway).
+
+    Args:
+        lm: The LM potential (soft), any next-token potential.
+        constraint: A hard constraint over the same vocabulary.
+    """
+
+    def __init__(self, lm: Potential, constraint: Potential) -> None:
+        as_potential(lm, "lm")
+        as_potential(constraint, "constraint")
+        if not constraint.hard:
+            raise TypeError(f"`constraint` ({constraint!r}) must be a hard constraint.")
+        if constraint.vocab != lm.vocab:
+            raise ValueError(
+                "`constraint` must be over the LM's vocabulary; lift it first "
+                "(constraint.lift(lm.vocab))."
+            )
+        self.lm, self.constraint = lm, constraint
+        self.vocab, self.hard = lm.vocab, lm.hard
+
+    def lift(self, vocab: Vocabulary) -> Potential:
+        """Lift both operands."""
+        return AutoStop(self.lm.lift(vocab), self.constraint.lift(vocab))
+
+    def _maximal(self, context: list[int]) -> bool:
+        return not (self.constraint.logw_next(context)[:-1] > -np.inf).any()
+
+    def _stopped_before(self, context: list[int]) -> bool:
+        return any(self._maximal(context[:k]) for k in range(len(context)))
+
+    def _prefix(self, context: list[int]) -> float:
+        return -np.inf if self._stopped_before(context) else self.lm.prefix(context)
+
+    def _complete(self, context: list[int]) -> float:
+        if self._stopped_before(context):
+            return -np.inf
+        if self._maximal(context):
+            return self.lm.prefix(context)
+        return self.lm.complete(context)
+
+    def _logw_next(self, context: list[int]) -> np.ndarray:
+        if self._stopped_before(context):
+            return np.full(len(self.vocab) + 1, -np.inf)
+        if self._maximal(context):
+            out = np.full(len(self.vocab) + 1, -np.inf)
+            out[-1] = 0.0
+            return out
+        return self.lm.logw_next(context)
+
+    def init_state(self, n: int) -> PotentialState:  # noqa: D102
+        return _AutoStopState(self, self.lm.init_state(n), self.constraint.init_state(n))
+
+    def __repr__(self) -> str:
+        return f"AutoStop({self.lm!r}, {self.constraint!r})"
+
+
+class _AutoStopState(PotentialState):
+    def __init__(self, potential: AutoStop, lm: PotentialState, c: PotentialState) -> None:
+        self.potential, self.lm, self.c = potential, lm, c
+        self._stop: np.ndarray | None = None
+
+    @property
+    def contexts(self) -> list[list[int]]:
+        return self.lm.contexts
+
+    def _stops(self) -> np.ndarray:
+        if self._stop is None:
+            self._stop = np.asarray(self.c.maximal(), dtype=bool)
+        return self._stop
+
+    def logw_next(self) -> np.ndarray:
+        out = self.lm.logw_next()
+        stop = self._stops()
+        if stop.any():
+            out = out.copy()
+            out[stop] = -np.inf
+            out[stop, -1] = 0.0
+        return out
+
+    def logw_tokens(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        tokens = np.asarray(tokens, dtype=np.int64)
+        stop = self._stops()[rows]
+        if not stop.any():
+            return self.lm.logw_tokens(rows, tokens)
+        out = np.where(tokens == len(self.potential.vocab), 0.0, -np.inf)
+        keep = ~stop
+        if keep.any():
+            out[keep] = self.lm.logw_tokens(rows[keep], tokens[keep])
+        return out
+
+    def advance(self, tokens: np.ndarray) -> _AutoStopState:
+        return _AutoStopState(self.potential, self.lm.advance(tokens), self.c.advance(tokens))
+
+    def select(self, rows: np.ndarray) -> _AutoStopState:
+        out = _AutoStopState(self.potential, self.lm.select(rows), self.c.select(rows))
+        if self._stop is not None:
+            out._stop = self._stop[np.asarray(rows, dtype=np.int64)]
+        return out
 
 
 ALGEBRA.update(Product=Product, And=And, Or=Or, Not=Not, Power=Power, Lifted=Lifted)
