@@ -13,6 +13,7 @@ import numpy as np
 
 from potentia.asap import asap
 from potentia.potentials.base import Potential, Vocabulary, as_potential
+from potentia.potentials.ops import AutoStop
 from potentia.result import Result
 from potentia.samplers.awrs import AWRS
 from potentia.samplers.base import TokenSampler
@@ -331,6 +332,8 @@ def sample(
     c = _coerce_constraint(constraint, lm.vocab)
     if float(temperature) != 1.0:
         lm = lm ** (1.0 / float(temperature))  # the declared target LM^(1/T) · constraint
+    if c is not None and getattr(c, "ends_itself", False):
+        lm = AutoStop(lm, c)  # a closed structured value ends the string (no EOS needed)
     if sampler == "auto":
         sampler = "awrs" if (c is not None and c.hard and "awrs" in SAMPLERS) else "direct"
     token_sampler = SAMPLERS[sampler](lm, c)
