@@ -161,7 +161,7 @@ class Counting(TokenSampler):
 # ----------------------------------------------------------------------------- potentia
 def run_potentia(task: Task, lm: LM, timer: ForwardTimer, runs: int) -> Stats:
     lm_task = LM(lm.model, lm.tokenizer, eos="\n") if task.newline_eos else lm
-    c = pt.regex(task.spec) if task.kind == "regex" else pt.json(task.spec)
+    c = pt.regex(task.spec) if task.kind == "regex" else pt.json(task.spec, mode="any")
     sampler = Counting(AWRS(lm_task.potential(task.prompt), c))
     smc(sampler, N_PARTICLES, 2, rng=12345)  # warm-up: prompt prefill, lifting tables
     st = Stats()

@@ -61,7 +61,7 @@ class Tool:
             raise ValueError(f"`description` of tool {name!r} must be a one-line str.")
         self.name, self.fn, self.description = name, fn, description
         try:
-            self.json = JSONSchema(schema, property_order="schema")
+            self.json = JSONSchema(schema, property_order="schema", mode="any")
         except (TypeError, ValueError) as err:
             raise ValueError(f"`schema` of tool {name!r}: {err}") from None
         self.model = self.json.model

@@ -51,7 +51,7 @@ from potentia.constraints.json_spelling import START, Lex, Spelling
 from potentia.constraints.llg import NO_FORCING, LLGConstraint, _check_limits, llg_tokenizer
 from potentia.potentials.base import Vocabulary
 
-__all__ = ["json_schema", "JSONSchema", "relax_schema", "EARLY", "LATE"]
+__all__ = ["json_schema", "JSONSchema", "relax_schema", "restrict_schema", "MODES", "EARLY", "LATE"]
 
 #: Keywords the engine enforces while the document is written (prefix level).
 EARLY = frozenset(
@@ -500,6 +500,103 @@ def _check_satisfiable(schema: Any, cls: type) -> None:
     reach(schema, "")
 
 
+#: Subschema keywords whose schemas are *conjoined* with the node (restricting one of
+#: them restricts the whole): a closed object there could contradict its siblings.
+_CONJOINED = ("allOf", "then", "else", "dependentSchemas", "not", "if", "contains")
+_MERGING = ("allOf", "$ref", "$dynamicRef", "if", "dependentSchemas", "unevaluatedProperties")
+
+
+def restrict_schema(schema: Any, forbid_extra: bool = True, int_digits: int | None = 15) -> Any:
+    """The structured-output restriction of ``schema`` (``mode="structured"``).
+
+    * ``forbid_extra``: an object schema that lists ``properties`` and says nothing about
+      other keys (no ``additionalProperties``, ``patternProperties`` or
+      ``unevaluatedProperties``) gets ``additionalProperties: false`` — Pydantic's
+      ``extra="forbid"``. Only where that cannot contradict a sibling: not inside
+      ``allOf``/``not``/``if``/``then``/``else``/``dependentSchemas``, not on a node that
+      merges with others (``allOf``, ``$ref``, ...), and not in a ``$defs`` entry that is
+      referenced from such a place.
+    * ``int_digits``: an ``integer`` without an upper (lower) bound gets
+      ``maximum: 10**d - 1`` (``minimum: -(10**d - 1)``).
+
+    The result is the schema the constraint's target is defined by; ``schema`` is not
+    changed.
+    """
+    unsafe_refs: set[str] = set()
+
+    def walk(node: Any, ptr: str, safe: bool, out_refs: set[str]) -> Any:
+        if isinstance(node, list):
+            return [walk(x, f"{ptr}/{i}", safe, out_refs) for i, x in enumerate(node)]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#") and not safe:
+            out_refs.add(ref)
+        out = dict(node)
+        merges = any(k in node for k in _MERGING)
+        objecty = any(
+            k in node for k in ("properties", "patternProperties", "additionalProperties")
+        )
+        for k, v in node.items():
+            p = f"{ptr}/{_ptr_escape(k)}"
+            if k in ("enum", "const", "default", "examples"):
+                continue
+            if k in ("$defs", "definitions") and isinstance(v, dict):
+                out[k] = {
+                    n: walk(
+                        sub,
+                        f"{p}/{_ptr_escape(n)}",
+                        f"#{p}/{_ptr_escape(n)}" not in unsafe_refs,
+                        out_refs,
+                    )
+                    for n, sub in v.items()
+                }
+            elif k in _CONJOINED:
+                out[k] = walk(v, p, False, out_refs)
+            elif k in ("anyOf", "oneOf"):
+                out[k] = walk(v, p, safe and not objecty, out_refs)
+            elif isinstance(v, dict | list) and k not in ("required", "type", "enum"):
+                if k in ("properties", "patternProperties", "$defs", "definitions"):
+                    out[k] = (
+                        {
+                            n: walk(sub, f"{p}/{_ptr_escape(n)}", safe, out_refs)
+                            for n, sub in v.items()
+                        }
+                        if isinstance(v, dict)
+                        else v
+                    )
+                else:
+                    out[k] = walk(v, p, safe, out_refs)
+        if (
+            forbid_extra
+            and safe
+            and not merges
+            and isinstance(node.get("properties"), dict)
+            and not any(
+                k in node
+                for k in ("additionalProperties", "patternProperties", "unevaluatedProperties")
+            )
+        ):
+            out["additionalProperties"] = False
+        t = node.get("type")
+        types = {t} if isinstance(t, str) else set(t) if isinstance(t, list) else set()
+        if int_digits is not None and "integer" in types and "number" not in types:
+            bound = 10**int_digits - 1
+            if "maximum" not in node and "exclusiveMaximum" not in node:
+                out["maximum"] = bound
+            if "minimum" not in node and "exclusiveMinimum" not in node:
+                out["minimum"] = -bound
+        return out
+
+    for _ in range(8):  # refs made from unsafe places make their $defs unsafe: a fixpoint
+        found: set[str] = set()
+        result = walk(schema, "", True, found)
+        if found <= unsafe_refs:
+            return result
+        unsafe_refs |= found
+    return walk(schema, "", False, set())
+
+
 def _validator_class(schema: Any) -> type:
     """The jsonschema validator of the schema's dialect (2020-12 by default).
 
@@ -536,24 +633,56 @@ class JSONSchema(LLGConstraint):
 
     Args:
         schema: A JSON Schema (dict, bool or JSON string) or a Pydantic model class.
-        whitespace: ``"json"`` (any JSON whitespace) or ``"none"`` (compact: no whitespace
-            outside strings).
-        property_order: ``"any"`` (default, JSON semantics) or ``"schema"``.
+        mode: ``"structured"`` (default: structured output as a user wants it, a declared
+            restriction of the schema's language, see :data:`MODES`) or ``"any"`` (every
+            JSON text valid for the schema: any whitespace, any key order).
+        whitespace: ``"json"`` (any JSON whitespace), ``"dumps"`` (``json.dumps``'s
+            ``", "`` and ``": "``, nothing else) or ``"none"`` (compact). Default: the
+            mode's.
+        property_order: ``"any"`` (JSON semantics) or ``"schema"``. Default: the mode's.
         formats: Assert ``format`` with jsonschema's format checker (default ``True``);
             ``False`` treats ``format`` as an annotation, the 2020-12 default.
         vocab: The vocabulary (default: bytes; use :meth:`lift` for a token vocabulary).
         limits: llguidance resource limits (see :class:`~potentia.constraints.llg.LLGConstraint`).
+        extra: ``"forbid"`` (object schemas that list ``properties`` take no other keys
+            unless they say so) or ``"schema"`` (as written). Default: the mode's.
+        int_digits: Integers without a bound get ``|n| < 10**int_digits`` (``None``: as
+            written). Default: the mode's (15 when structured).
+
+    Attributes:
+        target_schema: The schema that defines the language: ``schema`` with the mode's
+            restrictions (:func:`restrict_schema`).
+        ends_itself: ``True``: ``pt.sample`` lets the LM stop by itself once the value is
+            closed (:class:`~potentia.potentials.ops.AutoStop`).
     """
+
+    ends_itself = True
 
     def __init__(
         self,
         schema: Any,
-        whitespace: Literal["json", "none"] = "json",
-        property_order: Literal["any", "schema"] = "any",
+        whitespace: Literal["json", "dumps", "none"] | None = None,
+        property_order: Literal["any", "schema"] | None = None,
         formats: bool = True,
         vocab: Vocabulary | None = None,
         limits: dict | None = None,
+        *,
+        mode: Literal["structured", "any"] = "structured",
+        extra: Literal["forbid", "schema"] | None = None,
+        int_digits: int | None | Literal["mode"] = "mode",
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"`mode` is {mode!r}; use 'structured' or 'any'.")
+        defaults = MODES[mode]
+        whitespace = defaults["whitespace"] if whitespace is None else whitespace
+        property_order = defaults["property_order"] if property_order is None else property_order
+        extra = defaults["extra"] if extra is None else extra
+        int_digits = defaults["int_digits"] if int_digits == "mode" else int_digits
+        if extra not in ("forbid", "schema"):
+            raise ValueError(f"`extra` is {extra!r}; use 'forbid' or 'schema'.")
+        if int_digits is not None and not (isinstance(int_digits, int) and int_digits >= 1):
+            raise ValueError(f"`int_digits` is {int_digits!r}; pass an int >= 1 or None.")
+        self.mode = mode
         self.model = None
         if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
             self.model = schema
@@ -570,8 +699,8 @@ class JSONSchema(LLGConstraint):
             )
         if schema is False:
             raise ValueError("`schema` is `false`: the language is empty (no document is valid).")
-        if whitespace not in ("json", "none"):
-            raise ValueError(f"`whitespace` is {whitespace!r}; use 'json' or 'none'.")
+        if whitespace not in ("json", "dumps", "none"):
+            raise ValueError(f"`whitespace` is {whitespace!r}; use 'json', 'dumps' or 'none'.")
         if property_order not in ("any", "schema"):
             raise ValueError(f"`property_order` is {property_order!r}; use 'any' or 'schema'.")
         cls = _validator_class(schema)
@@ -587,11 +716,16 @@ class JSONSchema(LLGConstraint):
         _scan_refs(schema)
         _check_satisfiable(schema, cls)
         self.schema, self.whitespace, self.property_order = schema, whitespace, property_order
+        self.extra, self.int_digits = extra, int_digits
+        target = schema
+        if extra == "forbid" or int_digits is not None:
+            target = restrict_schema(schema, extra == "forbid", int_digits)
+        self.target_schema = target
         checker = jsonschema.Draft202012Validator.FORMAT_CHECKER if formats else None
-        self.validator = cls(schema, format_checker=checker)
+        self.validator = cls(target, format_checker=checker)
         self.limits = _check_limits(limits)
         self.fallback: str | None = None
-        self.relaxed, lark, root = self._engine_grammar(schema)
+        self.relaxed, lark, root = self._engine_grammar(target)
         super().__init__(
             lark, None, check=self._valid, name="json", check_exact=True, limits=limits, _root=root
         )
@@ -599,8 +733,9 @@ class JSONSchema(LLGConstraint):
             self._compile(vocab)
 
     def _lark(self, relaxed: Any) -> str:
-        if self.whitespace == "none":
-            opts = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
+        if self.whitespace in ("none", "dumps"):
+            sep = (",", ":") if self.whitespace == "none" else (", ", ": ")
+            opts = {"whitespace_flexible": False, "item_separator": sep[0], "key_separator": sep[1]}
             body = f"%json {json.dumps(_with_options(relaxed, opts))}"
             return f"start: {body}\n"
         body = f"%json {json.dumps(_with_options(relaxed, {'whitespace_flexible': True}))}"
@@ -711,6 +846,21 @@ class JSONSchema(LLGConstraint):
         return sorted(found)
 
 
+#: The defaults of each ``mode`` of :class:`JSONSchema`.
+MODES: dict[str, dict[str, Any]] = {
+    # what a user of structured output wants: one spelling (json.dumps's), the schema's key
+    # order (``required`` enforced while writing), no keys the schema does not list,
+    # integers of at most 15 digits unless bounded: a declared restriction of the target
+    "structured": {
+        "whitespace": "dumps",
+        "property_order": "schema",
+        "extra": "forbid",
+        "int_digits": 15,
+    },
+    # every JSON text valid for the schema, exactly
+    "any": {"whitespace": "json", "property_order": "any", "extra": "schema", "int_digits": None},
+}
+
 #: Engine options on every schema: ``\\uXXXX`` escapes of any character (and surrogate
 #: pairs) in strings without a regex-like constraint.
 _ESCAPES = {"json_allow_general_unicode_escapes": True}
@@ -727,30 +877,57 @@ def _with_options(relaxed: Any, opts: dict) -> Any:
 
 def json_schema(
     schema: Any,
-    whitespace: Literal["json", "none"] = "json",
-    property_order: Literal["any", "schema"] = "any",
+    whitespace: Literal["json", "dumps", "none"] | None = None,
+    property_order: Literal["any", "schema"] | None = None,
     formats: bool = True,
     limits: dict | None = None,
+    *,
+    mode: Literal["structured", "any"] = "structured",
+    extra: Literal["forbid", "schema"] | None = None,
+    int_digits: int | None | Literal["mode"] = "mode",
 ) -> JSONSchema:
     """A byte-level hard constraint: the output is a JSON document valid for ``schema``.
 
+    Two modes. ``"structured"`` (default) is what a user of structured output wants, a
+    declared restriction of the schema's language: ``json.dumps``'s spelling (``", "``,
+    ``": "``, no other whitespace), properties in the schema's order (``required`` keys
+    enforced while writing, no key twice), no keys an object schema does not list unless
+    it says so (Pydantic's ``extra="forbid"``), integers of at most 15 digits unless the
+    schema bounds them; and ``pt.sample`` lets the LM stop by itself once the value is
+    closed (target ``P_LM(x…)`` there: no EOS string needed). ``"any"`` admits every JSON
+    text valid for the schema (any whitespace, any key order), exactly.
+
     Args:
         schema: A JSON Schema (draft 2020-12; dict, bool or JSON text) or a Pydantic model.
-        whitespace: ``"json"`` (default: any JSON whitespace) or ``"none"`` (compact).
-        property_order: ``"any"`` (default: JSON semantics) or ``"schema"`` (properties in
-            the schema's order, ``required`` enforced early).
+        whitespace: ``"json"`` (any JSON whitespace), ``"dumps"`` or ``"none"`` (compact).
+        property_order: ``"any"`` (JSON semantics) or ``"schema"`` (the schema's order,
+            ``required`` enforced early).
         formats: Assert ``format`` (default) or treat it as an annotation.
         limits: llguidance resource limits, e.g. ``{"step_lexer_fuel": 2_000_000}``; only
             needed when a query raises ``EngineLimitError`` (queries already retry on a
             fresh matcher with these limits raised 10x and 100x).
+        mode: ``"structured"`` or ``"any"``; sets the defaults of the other options.
+        extra: ``"forbid"`` or ``"schema"`` (see :func:`restrict_schema`).
+        int_digits: The digit bound of unbounded integers, or ``None``.
 
     Raises:
-        ValueError: if the schema is invalid, or uses a remote ``$ref``.
+        ValueError: if the schema is invalid, plainly empty, or uses a remote ``$ref``.
 
     Example:
         >>> import potentia as pt
         >>> c = pt.json({"type": "array", "items": {"type": "integer"}, "uniqueItems": True})
-        >>> c.complete(list(b"[1, 2]")), c.complete(list(b"[1, 1]"))
-        (0.0, -inf)
+        >>> c.complete(list(b"[1, 2]")), c.complete(list(b"[1, 1]")), c.complete(list(b"[1,2]"))
+        (0.0, -inf, -inf)
+        >>> pt.json({"type": "array"}, mode="any").complete(list(b"[1,2]"))
+        0.0
     """
-    return JSONSchema(schema, whitespace, property_order, formats, limits=limits)
+    return JSONSchema(
+        schema,
+        whitespace,
+        property_order,
+        formats,
+        limits=limits,
+        mode=mode,
+        extra=extra,
+        int_digits=int_digits,
+    )

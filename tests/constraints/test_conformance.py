@@ -30,7 +30,7 @@ def run(cases, formats: bool) -> dict:
     for schema, tests in cases:
         out["schemas"] += 1
         try:
-            c = JSONSchema(schema, formats=formats)
+            c = JSONSchema(schema, formats=formats, mode="any")
         except ValueError as e:
             assert "`" in str(e), str(e)  # names the keyword / argument
             continue

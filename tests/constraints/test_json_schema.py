@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import jsonschema
@@ -16,6 +17,9 @@ import potentia as pt
 from potentia.constraints.json_schema import LATE
 from potentia.potentials import Vocabulary
 from potentia.testing.laws import assert_potential_laws
+
+#: Most tests here are about exact JSON semantics: every JSON text of the schema.
+pt_json = functools.partial(pt.json, mode="any")
 
 SETTINGS = settings(
     max_examples=20, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck)
@@ -84,7 +88,7 @@ def walk_ok(c, data: list[int]) -> bool:
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=range(len(SCHEMAS)))
 def test_valid_documents_pass_every_prefix(schema):
-    c = pt.json(schema)
+    c = pt_json(schema)
 
     @SETTINGS
     @given(STRATEGIES[SCHEMAS.index(schema)])
@@ -98,7 +102,7 @@ def test_valid_documents_pass_every_prefix(schema):
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=range(len(SCHEMAS)))
 def test_complete_agrees_with_jsonschema_on_random_values(schema):
-    c = pt.json(schema)
+    c = pt_json(schema)
     v = jsonschema.Draft202012Validator(schema)
 
     @SETTINGS
@@ -110,7 +114,7 @@ def test_complete_agrees_with_jsonschema_on_random_values(schema):
 
 
 def test_late_keywords_are_checked_at_completion_only():
-    c = pt.json({"type": "array", "items": {"type": "integer"}, "uniqueItems": True})
+    c = pt_json({"type": "array", "items": {"type": "integer"}, "uniqueItems": True})
     assert c.late_keywords == ["uniqueItems"]
     assert c.prefix(list(b"[1, 1")) == 0.0  # the engine cannot know yet
     assert c.complete(list(b"[1, 1]")) == -np.inf
@@ -126,16 +130,16 @@ def test_property_order_and_whitespace():
         "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
         "required": ["a", "b"],
     }
-    c = pt.json(schema)
+    c = pt_json(schema)
     assert c.complete(list(b'{"b": "x", "a": 1}')) == 0.0
     assert c.complete(list(b' {\n\t"a" :1 ,"b":"x"}\r\n')) == 0.0
     assert c.complete(list(b'{"a": 1}')) == -np.inf  # required, checked at the end
     assert c.complete(list(b'{"a": 1, "a": 2, "b": "x"}')) == -np.inf  # duplicate key
     assert c.prefix(list(b'{"a": "')) == -np.inf  # property schemas are enforced early
-    ordered = pt.json(schema, property_order="schema")
+    ordered = pt_json(schema, property_order="schema")
     assert ordered.complete(list(b'{"a": 1, "b": "x"}')) == 0.0
     assert ordered.prefix(list(b'{"b"')) == -np.inf
-    compact = pt.json(schema, whitespace="none")
+    compact = pt_json(schema, whitespace="none")
     assert compact.complete(list(b'{"a":1,"b":"x"}')) == 0.0
     assert compact.prefix(list(b'{"a": ')) == -np.inf
 
@@ -152,7 +156,7 @@ def test_pydantic_model_and_custom_validator():
                 raise ValueError("name must be capitalised")
             return v
 
-    c = pt.json(Person)
+    c = pt_json(Person)
     assert c.complete(list(b'{"name": "Ann", "age": 3}')) == 0.0
     assert c.complete(list(b'{"age": 3, "name": "Ann"}')) == 0.0
     assert c.complete(list(b'{"name": "ann", "age": 3}')) == -np.inf
@@ -160,7 +164,7 @@ def test_pydantic_model_and_custom_validator():
 
 
 def test_laws_on_bytes_and_a_token_vocab():
-    c = pt.json({"type": "array", "items": {"enum": ["é", "ab"]}, "uniqueItems": True})
+    c = pt_json({"type": "array", "items": {"enum": ["é", "ab"]}, "uniqueItems": True})
     assert_potential_laws(
         c, [list(b"["), list(b'["\xc3'), list(b'["x'), []], valid=[enc(["é", "ab"])]
     )
@@ -185,18 +189,18 @@ def test_laws_on_bytes_and_a_token_vocab():
 )
 def test_bad_schemas_raise(schema, needle):
     with pytest.raises(ValueError, match=needle):
-        pt.json(schema)
+        pt_json(schema)
 
 
 def test_bad_argument_types():
     with pytest.raises(TypeError, match="`schema`"):
-        pt.json(3)
+        pt_json(3)
     with pytest.raises(ValueError, match="`whitespace`"):
-        pt.json({}, whitespace="some")
+        pt_json({}, whitespace="some")
     with pytest.raises(ValueError, match="`property_order`"):
-        pt.json({}, property_order="random")
+        pt_json({}, property_order="random")
     with pytest.raises(ValueError, match="empty"):
-        pt.json(False)
+        pt_json(False)
 
 
 # ----- issue 10: engine errors, order independence, escapes ---------------------------
@@ -222,7 +226,7 @@ PANEL_DOC = json.dumps(
 @pytest.fixture(scope="module")
 def panels():
     assert jsonschema.Draft202012Validator(PANELS).is_valid(json.loads(PANEL_DOC))
-    return pt.json(PANELS)
+    return pt_json(PANELS)
 
 
 def test_engine_error_is_not_a_rejection_and_does_not_poison(panels):
@@ -278,7 +282,7 @@ def test_answers_do_not_depend_on_query_order(panels, order):
 
 
 def test_answers_equal_a_fresh_objects():
-    fresh = pt.json(PANELS)
+    fresh = pt_json(PANELS)
     for kind, data, want in _queries()[:2]:
         assert _answer(fresh, kind, data) == want
 
@@ -302,7 +306,7 @@ class _Broken:
 def test_limit_error_is_raised_and_complete_stays_exact(monkeypatch):
     from potentia.constraints.llg import EngineLimitError
 
-    c = pt.json({"type": "array", "items": {"type": "integer"}})
+    c = pt_json({"type": "array", "items": {"type": "integer"}})
     monkeypatch.setattr(c, "_root", _Broken())
     monkeypatch.setattr(c, "_new_root", lambda factor: _Broken())
     with pytest.raises(EngineLimitError, match=r"too many expressions.*step_lexer_fuel.*limits="):
@@ -310,7 +314,7 @@ def test_limit_error_is_raised_and_complete_stays_exact(monkeypatch):
     assert c.complete(list(b"[1, 2]")) == 0.0  # answered by the exact jsonschema check
     assert c.complete(list(b'[1, "x"]')) == -np.inf
     with pytest.raises(ValueError, match="`limits` has unknown keys"):
-        pt.json({}, limits={"fuel": 1})
+        pt_json({}, limits={"fuel": 1})
 
 
 @pytest.mark.parametrize(
@@ -319,7 +323,7 @@ def test_limit_error_is_raised_and_complete_stays_exact(monkeypatch):
     ids=["true", "string", "maxLength", "array"],
 )
 def test_every_json_escape_is_accepted(schema):
-    c = pt.json(schema)
+    c = pt_json(schema)
     docs = [b'"\\u0041"', b'"\\u00e9"', b'"\\ud83d\\ude00"', b'"\\uD83D\\uDE00"', b'"\\u001f"']
     docs += [b'"\\n\\b\\f\\r\\t\\"\\\\"', b'"\\u0022\\u005c"']
     for d in docs:
@@ -333,13 +337,13 @@ def test_every_json_escape_is_accepted(schema):
 
 def test_ascii_escaped_documents_pass():
     s = {"type": "object", "properties": {"ru": {"type": "string"}, "é": {"enum": ["Привет", 1]}}}
-    c = pt.json(s)
+    c = pt_json(s)
     for v in ({"ru": "Привет"}, {"é": "Привет"}, {"é": 1.0}):
         assert walk_ok(c, list(json.dumps(v).encode())), v
     assert c.complete(list(json.dumps({"é": "Hello"}).encode())) == -np.inf  # checked late
-    assert walk_ok(pt.json({"type": "integer"}), list(b"1.0"))
+    assert walk_ok(pt_json({"type": "integer"}), list(b"1.0"))
     assert walk_ok(
-        pt.json({"const": {"a": 1, "b": [2.5, "x"]}}), list(b'{"b": [2.5, "x"], "a": 1}')
+        pt_json({"const": {"a": 1, "b": [2.5, "x"]}}), list(b'{"b": [2.5, "x"], "a": 1}')
     )
 
 
@@ -376,7 +380,7 @@ ESCAPED = [
 @pytest.mark.parametrize("schema,doc", ESCAPED, ids=range(len(ESCAPED)))
 def test_needless_escapes_are_read_canonically(schema, doc):
     """Every spelling of a valid string is in the language; invalid ones stay out."""
-    c = pt.json(schema)
+    c = pt_json(schema)
     want = jsonschema.Draft202012Validator(schema).is_valid(json.loads(doc))
     assert walk_ok(c, list(doc)) == want, doc
     assert (c.complete(list(doc)) == 0.0) == want, doc
@@ -413,7 +417,7 @@ def test_escapes_on_a_token_vocab_agree_with_bytes():
     vocab = Vocabulary(toks)
     rng = np.random.default_rng(0)
     for schema in ({"const": "A/"}, {"type": "string", "pattern": "^[A/]*$"}, {"type": "string"}):
-        c = pt.json(schema)
+        c = pt_json(schema)
         lc = c.lift(vocab)
         ctxs = [[], [0], [0, 1], [0, 2], [0, 21], [0, 2, 3], [0, 9], [0, 15], [0, 6, 0]]
         ctxs += [
@@ -479,7 +483,7 @@ def test_escapes_on_a_token_vocab_agree_with_bytes():
 )
 def test_plainly_empty_schemas_are_refused_at_build(schema, where, what):
     with pytest.raises(ValueError, match="JSON pointer") as e:
-        pt.json(schema)
+        pt_json(schema)
     assert where in str(e.value) and what in str(e.value), str(e.value)
 
 
@@ -495,4 +499,77 @@ def test_plainly_empty_schemas_are_refused_at_build(schema, where, what):
     ],
 )
 def test_satisfiable_schemas_still_build(schema):
-    pt.json(schema)
+    pt_json(schema)
+
+
+# ----- structured mode (the default): a declared restriction for structured output -------
+def test_structured_mode_defaults():
+    c = pt.json(
+        {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}}
+    )
+    assert (c.mode, c.whitespace, c.property_order, c.extra, c.int_digits) == (
+        "structured",
+        "dumps",
+        "schema",
+        "forbid",
+        15,
+    )
+    assert walk_ok(c, list(b'{"a": 1, "b": "x"}'))
+    assert c.complete(list(b'{"a":1,"b":"x"}')) == -np.inf  # one spelling: json.dumps's
+    assert c.complete(list(b'{"b": "x", "a": 1}')) == -np.inf  # the schema's key order
+    assert c.prefix(list(b'{"a": 1, "c')) == -np.inf  # no key the schema does not list
+    assert c.prefix(list(b'{"a": 1234567890123456')) == -np.inf  # 16 digits
+    assert walk_ok(c, list(b'{"a": -999999999999999}'))
+    anyc = pt.json(c.schema, mode="any")
+    for doc in (
+        b'{"a":1,"b":"x"}',
+        b'{"b": "x", "a": 1}',
+        b'{"a": 1, "c": 2}',
+        b'{"a": 1234567890123456}',
+    ):
+        assert anyc.complete(list(doc)) == 0.0, doc
+    assert pt.json({"type": "integer"}, int_digits=None).complete(list(b"1" * 30)) == 0.0
+
+
+def test_structured_mode_keeps_pydantic_models_and_compositions_satisfiable():
+    from pydantic import BaseModel
+
+    class Sub(BaseModel):
+        x: int
+
+    class Top(BaseModel):
+        name: str
+        sub: Sub | None = None
+        subs: list[Sub] = []
+
+    c = pt.json(Top)
+    v = Top(name="é", sub=Sub(x=1), subs=[Sub(x=2)])
+    assert walk_ok(c, list(json.dumps(v.model_dump()).encode()))
+    assert c.prefix(list(b'{"name": "a", "sub": {"x": 1, "y')) == -np.inf  # nested: closed too
+    split = {"allOf": [{"properties": {"a": {"type": "integer"}}}, {"properties": {"b": {}}}]}
+    assert walk_ok(pt.json(split), list(b'{"a": 1, "b": 2}'))  # allOf branches stay open
+    from potentia.constraints.json_schema import restrict_schema
+
+    assert "additionalProperties" not in restrict_schema(split)["allOf"][0]
+    mixed = {
+        "$defs": {"D": {"properties": {"a": {}}}},
+        "allOf": [{"$ref": "#/$defs/D"}],
+        "properties": {"b": {}},
+    }
+    assert "additionalProperties" not in restrict_schema(mixed)["$defs"]["D"]  # used in allOf
+
+
+def test_sample_lets_a_structured_constraint_end_the_string(monkeypatch):
+    import potentia.api as api
+
+    seen = []
+    real = api.AutoStop
+    monkeypatch.setattr(api, "AutoStop", lambda lm, c: seen.append(c) or real(lm, c))
+    from potentia.models import ToyLM, random_ngram
+
+    vocab = pt.Vocabulary([b"t", b"r", b"u", b"e", b"f", b"a", b"l", b"s", b"true", b"false"])
+    toy = ToyLM(random_ngram(np.random.default_rng(0), vocab, order=1))
+    out = pt.sample(toy, (), pt.json({"type": "boolean"}), particles=8, max_tokens=6, seed=0)
+    assert len(seen) == 1 and set(out.posterior) <= {"true", "false"} and out.posterior
+    pt.sample(toy, (), pt.json({"type": "boolean"}, mode="any"), particles=2, max_tokens=6, seed=0)
+    assert len(seen) == 2  # `any` mode may end too (no trailing whitespace is ever maximal)
