@@ -412,7 +412,8 @@ def plot(summary: dict, scorers: list[str], budgets: list[int], path: str) -> No
                 continue
             x = [p[2] for p in pts]
             y = [p[0] for p in pts]
-            e = [0 if p[1] != p[1] else p[1] for p in pts]
+            h = [0 if p[1] != p[1] else p[1] for p in pts]
+            e = [[min(a, m) for a, m in zip(h, y)], [min(a, 1 - m) for a, m in zip(h, y)]]
             ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=eng)
         ax.set_xscale("log")
         ax.set_xlabel("LM tokens spent (mean)")
@@ -422,6 +423,23 @@ def plot(summary: dict, scorers: list[str], budgets: list[int], path: str) -> No
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def merge(parts: list[dict]) -> dict:
+    """Several ``--rows`` files (runs on different instances) as one result."""
+    out = {"rows": [], "floors": {"greedy": [], "random": []}, "tasks": [], "argv": [], "wall": 0.0}
+    out["budgets"] = parts[0]["budgets"]
+    for part in parts:
+        if part["budgets"] != out["budgets"]:
+            raise ValueError("the --rows files were run with different --budgets")
+        offset = len(out["tasks"])
+        out["rows"] += [{**r, "task": r["task"] + offset} for r in part["rows"]]
+        for k in ("greedy", "random"):
+            out["floors"][k] += part["floors"][k]
+        out["tasks"] += part["tasks"]
+        out["argv"].append(part["argv"])
+        out["wall"] += part["wall"]
+    return out
 
 
 def main() -> None:
@@ -449,14 +467,16 @@ def main() -> None:
         args.deal_widths = [int(x) for x in args.deal_widths.split(",")]
     t0 = time.perf_counter()
     if args.from_rows:
-        out = json.loads(Path(args.from_rows).read_text())
+        out = merge([json.loads(Path(f).read_text()) for f in args.from_rows.split(",")])
     else:
         out = run(args)
     table, bench = summarise(out, args)
     total = time.perf_counter() - t0
-    argv = out.get("argv", sys.argv[1:])
+    runs = out.get("argv", [sys.argv[1:]])
     total = out.get("wall", total)
-    cmd = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/search.py " + " ".join(argv)
+    cmd = "`; `".join(
+        "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/search.py " + " ".join(a) for a in runs
+    )
     text = (
         "## Search engines on Countdown (issue 12)\n\n"
         f"`{cmd.strip()}` — SmolLM2 135M Instruct, 1 torch thread, {len(out['tasks'])} "
@@ -465,7 +485,13 @@ def main() -> None:
         f"{args.lookahead}), LM judge on the first {args.judge_instances} instances; "
         f"total wall time {total:.0f} s on a shared 2-core machine.\n\n"
         + table
-        + "\n\n![success vs tokens](search_bench.png)\n\n"
+        + "\n\nSuccess: the top answer passes the verifier (mean over instances, ± the 95 % t "
+        "interval over seeds). Tokens: LM tokens spent (mean). Tokens to first correct: "
+        "median over runs that produced a correct solution anywhere (for best-of-N, the first "
+        "correct draw, even when the ranking chose another). PRM calls: distinct step lists "
+        "scored. Wall: median seconds per run (best-of-N: its share of the pool). Beam search "
+        "uses no PRM (its rows repeat); the judge rows cover only the judged instances.\n"
+        + "\n![success vs tokens](search_bench.png)\n\n"
         + f"`{bench}`\n"
     )
     print(text)
