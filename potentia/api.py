@@ -109,7 +109,7 @@ for _name, _cls in (("asap", "ASAp"), ("cars", "CARS"), ("lcd", "LCD")):
 def _check_context_window(model: Any, prompt: Any, max_tokens: int) -> None:
     """Prompt tokens + ``max_tokens`` must fit the model's context (tokenizing only)."""
     window = getattr(model, "context_window", None) or getattr(model, "max_length", None)
-    if not isinstance(prompt, str) or not isinstance(window, int) or window <= 0:
+    if not isinstance(prompt, str | list) or not isinstance(window, int) or window <= 0:
         return
     if max_tokens >= window:
         raise ValueError(
@@ -195,6 +195,7 @@ def sample(
     max_attempts: int | None = None,
     temperature: float = 1.0,
     unit: object = None,
+    chat: bool = False,
 ) -> Result:
     r"""Draw properly weighted samples of ``LM(· | prompt) × constraint``.
 
@@ -235,6 +236,9 @@ def sample(
             that target. This tempers whole strings; it is not per-token temperature
             sampling (softmax(logits / T) renormalised at each step), whose distribution
             over strings differs.
+        chat: Render ``prompt`` as one user turn with the tokenizer's chat template (and
+            the generation prompt); a ``prompt`` that is a list of ``{"role", "content"}``
+            messages is always rendered so.
         unit: SMC only: resample only at step-unit boundaries
             (:func:`potentia.search.unit_smc`): a delimiter such as ``"\n"``, a token
             count ``k``, or a :class:`~potentia.samplers.units.Boundary`. The target is
@@ -307,6 +311,31 @@ def sample(
         raise TypeError(f"`seed` is {seed!r}; pass an int or a numpy.random.Generator.")
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"`progress` is {progress!r}; pass True, False or None.")
+    if not isinstance(chat, bool):
+        raise TypeError(f"`chat` is {chat!r}; pass True or False.")
+    if chat:
+        if not isinstance(prompt, str):
+            raise TypeError(
+                "`chat=True` wraps a text `prompt` as a user turn; pass the prompt text, or "
+                'pass the messages themselves as `prompt=[{"role": "user", "content": ...}]`.'
+            )
+        if not hasattr(model, "tokenizer") or isinstance(model, Potential):
+            raise ValueError(
+                f"`chat=True` needs a model with a tokenizer's chat template; "
+                f"{type(model).__name__} has none. Pass chat=False."
+            )
+        prompt = [{"role": "user", "content": prompt}]
+    if isinstance(prompt, list) and any(isinstance(m, dict) for m in prompt):
+        for i, m in enumerate(prompt):
+            if not (
+                isinstance(m, dict)
+                and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str)
+            ):
+                raise ValueError(
+                    f"`prompt[{i}]` is {m!r:.80}; chat messages are dicts with str 'role' "
+                    "and 'content', e.g. {'role': 'user', 'content': 'Hi'}."
+                )
     if not isinstance(model, Potential):
         _check_context_window(model, prompt, max_tokens)
     if method != "smc":

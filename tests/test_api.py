@@ -176,3 +176,18 @@ def test_temperature_targets_the_tempered_lm_exactly(temperature):
     assert abs(np.mean(zs) - Z) <= 4 * np.std(zs, ddof=1) / np.sqrt(300) + Z / 300
     with pytest.raises(ValueError, match="`temperature`"):
         pt.sample(m, "a", dfa, method="cars", temperature=temperature)
+
+
+@pytest.mark.real_model
+def test_chat_prompts_use_the_chat_template(smollm):
+    msgs = [{"role": "user", "content": "Name a colour."}]
+    ids = smollm.prompt_ids(msgs)
+    assert ids == smollm.prompt_ids("Name a colour.", chat=True)
+    assert ids != smollm.prompt_ids("Name a colour.")
+    assert "<|im_start|>assistant" in smollm.tokenizer.decode(ids)
+    c = pt.regex(r"[A-Z][a-z]+\.")
+    a = pt.sample(smollm, "Name a colour.", c, particles=2, max_tokens=5, seed=0, chat=True)
+    b = pt.sample(smollm, msgs, c, particles=2, max_tokens=5, seed=0)
+    assert a.texts == b.texts and np.allclose(a.log_weights, b.log_weights)
+    system = [{"role": "system", "content": "Answer in French."}, *msgs]
+    assert smollm.prompt_ids(system) != ids

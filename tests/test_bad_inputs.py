@@ -62,6 +62,11 @@ MID = "the cat sat on the mat. " * 3  # fits alone, not with 40 more tokens
 TABLE = [
     # ----- pt.sample: sizes and numbers
     ("particles=0", lambda m: pt.sample(m, "x", particles=0), ValueError, ["`particles`", ">= 1"]),
+    ("chat='yes'", lambda m: pt.sample(m, "x", chat="yes"), TypeError, ["`chat`", "True or False"]),
+    ("chat with messages", lambda m: pt.sample(m, [{"role": "user", "content": "x"}], chat=True),
+     TypeError, ["`chat=True`", "prompt text"]),
+    ("bad message", lambda m: pt.sample(m, [{"role": "user"}]), ValueError,
+     ["`prompt[0]`", "'content'"]),
     ("particles=2.5", lambda m: pt.sample(m, "x", particles=2.5), TypeError, ["`particles`", "int"]),
     ("particles=True", lambda m: pt.sample(m, "x", particles=True), TypeError, ["`particles`", "int"]),
     ("max_tokens=0", lambda m: pt.sample(m, "x", max_tokens=0), ValueError, ["`max_tokens`", ">= 1"]),

@@ -205,52 +205,77 @@ class LM:
         )
 
     # ----- public API -----------------------------------------------------------------
-    def potential(self, prompt: str = "", chat: bool = False) -> LMPotential:
+    def potential(self, prompt: str | list[dict] = "", chat: bool = False) -> LMPotential:
         """The LM conditioned on ``prompt``: ``prefix(x) = log P(x | prompt)``.
 
         Args:
-            prompt: The prompt text. Without ``chat`` it is tokenized with the tokenizer's
-                special tokens (BOS); an empty prompt becomes BOS (or EOS if there is none).
-            chat: Wrap ``prompt`` as one user turn in the tokenizer's chat template, with
-                the generation prompt for the assistant's reply.
+            prompt: The prompt text, or a list of chat messages (``{"role": ..., "content":
+                ...}`` dicts, rendered with the tokenizer's chat template and the
+                generation prompt). Without ``chat`` a text is tokenized with the
+                tokenizer's special tokens (BOS); an empty prompt becomes BOS (or EOS if
+                there is none).
+            chat: Wrap a text ``prompt`` as one user turn in the tokenizer's chat template,
+                with the generation prompt for the assistant's reply.
 
         Raises:
             TypeError: if ``prompt`` is not a string.
             ValueError: if the prompt does not fit in the model's context, or ``chat`` is
                 set and the tokenizer has no chat template.
         """
-        if not isinstance(prompt, str):
-            raise TypeError(
-                f"`prompt` is {type(prompt).__name__} ({prompt!r:.60}); pass the prompt text."
+        if (
+            isinstance(prompt, list)
+            and all(
+                isinstance(m, dict)
+                and isinstance(m.get("role"), str)
+                and isinstance(m.get("content"), str)
+                for m in prompt
             )
-        key = (prompt, bool(chat))
+            and prompt
+        ):
+            messages: list[dict] | None = [
+                {"role": m["role"], "content": m["content"]} for m in prompt
+            ]
+        elif not isinstance(prompt, str):
+            raise TypeError(
+                f"`prompt` is {type(prompt).__name__} ({prompt!r:.60}); pass the prompt text "
+                'or a list of chat messages like [{"role": "user", "content": "..."}].'
+            )
+        else:
+            messages = None
+        key = (
+            repr(messages) if messages is not None else prompt,
+            bool(chat) or messages is not None,
+        )
         if key in self._potentials:
             self._potentials.move_to_end(key)
             return self._potentials[key]
-        ids = self.prompt_ids(prompt, chat)
+        ids = self.prompt_ids(prompt, chat) if messages is None else self._chat_ids(messages)
         pot = LMPotential(self, ids)
         self._potentials[key] = pot
         while len(self._potentials) > 4:
             self._potentials.popitem(last=False)
         return pot
 
-    def prompt_ids(self, prompt: str, chat: bool = False) -> list[int]:
-        """The tokenizer ids an LM potential conditions on for ``prompt``."""
+    def _chat_ids(self, messages: list[dict]) -> list[int]:
         tok = self.tokenizer
-        if chat:
-            if not getattr(tok, "chat_template", None):
-                raise ValueError(
-                    f"`chat` is True but the tokenizer of {self.name} has no chat template; "
-                    "pass chat=False and format the prompt yourself."
-                )
-            ids = tok.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
+        if not getattr(tok, "chat_template", None):
+            raise ValueError(
+                f"`chat` is set (or `prompt` is a list of messages) but the tokenizer of "
+                f"{self.name} has no chat template; pass the prompt as text with chat=False."
             )
-            if not isinstance(ids, list):  # BatchEncoding in recent transformers
-                ids = ids["input_ids"]
-        else:
-            ids = tok(prompt, add_special_tokens=True)["input_ids"]
-        ids = [int(i) for i in ids]
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if not isinstance(ids, list):  # BatchEncoding in recent transformers
+            ids = ids["input_ids"]
+        return self._checked_ids([int(i) for i in ids])
+
+    def prompt_ids(self, prompt: str | list[dict], chat: bool = False) -> list[int]:
+        """The tokenizer ids an LM potential conditions on for ``prompt`` (text or messages)."""
+        tok = self.tokenizer
+        if isinstance(prompt, list):
+            return self._chat_ids(prompt)
+        if chat:
+            return self._chat_ids([{"role": "user", "content": prompt}])
+        ids = [int(i) for i in tok(prompt, add_special_tokens=True)["input_ids"]]
         if not ids:
             start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
             if start is None:
@@ -259,6 +284,9 @@ class LM:
                     "from; pass a non-empty prompt."
                 )
             ids = [int(start)]
+        return self._checked_ids(ids)
+
+    def _checked_ids(self, ids: list[int]) -> list[int]:
         if len(ids) >= self.max_length:
             raise ValueError(
                 f"`prompt` has {len(ids)} tokens but the model's context holds "
