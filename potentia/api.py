@@ -13,7 +13,7 @@ import numpy as np
 
 from potentia.asap import asap
 from potentia.potentials.base import Potential, Vocabulary, as_potential
-from potentia.potentials.ops import AutoStop
+from potentia.potentials.ops import AutoStop, Truncate, check_truncation
 from potentia.result import Result
 from potentia.samplers.awrs import AWRS
 from potentia.samplers.base import TokenSampler
@@ -196,6 +196,8 @@ def sample(
     temperature: float = 1.0,
     unit: object = None,
     chat: bool = False,
+    top_k: int | None = None,
+    top_p: float | None = None,
 ) -> Result:
     r"""Draw properly weighted samples of ``LM(· | prompt) × constraint``.
 
@@ -236,6 +238,12 @@ def sample(
             that target. This tempers whole strings; it is not per-token temperature
             sampling (softmax(logits / T) renormalised at each step), whose distribution
             over strings differs.
+        top_k: Keep the ``top_k`` most probable next tokens of the LM at every step
+            (renormalised): a *declared target change* (the LM a top-k sampler samples
+            from, :class:`~potentia.potentials.ops.Truncate`), sampled exactly together
+            with the constraint. SMC only.
+        top_p: Keep the smallest set of most probable next tokens with mass ≥ ``top_p``
+            (nucleus), renormalised; a declared target change like ``top_k``. SMC only.
         chat: Render ``prompt`` as one user turn with the tokenizer's chat template (and
             the generation prompt); a ``prompt`` that is a list of ``{"role", "content"}``
             messages is always rendered so.
@@ -311,6 +319,12 @@ def sample(
         raise TypeError(f"`seed` is {seed!r}; pass an int or a numpy.random.Generator.")
     if progress is not None and not isinstance(progress, bool):
         raise TypeError(f"`progress` is {progress!r}; pass True, False or None.")
+    if (top_k is not None or top_p is not None) and method != "smc":
+        raise ValueError(
+            f"`top_k`/`top_p` change the target's LM and are for method='smc'; method={method!r} "
+            "takes the LM as it is."
+        )
+    check_truncation(top_k, top_p)
     if not isinstance(chat, bool):
         raise TypeError(f"`chat` is {chat!r}; pass True or False.")
     if chat:
@@ -359,6 +373,8 @@ def sample(
         )
     lm = _lm_potential(model, prompt)
     c = _coerce_constraint(constraint, lm.vocab)
+    if top_k is not None or top_p is not None:
+        lm = Truncate(lm, top_k, top_p)  # the declared LM: top-k / top-p renormalised rows
     if float(temperature) != 1.0:
         lm = lm ** (1.0 / float(temperature))  # the declared target LM^(1/T) · constraint
     if c is not None and getattr(c, "ends_itself", False):

@@ -191,3 +191,19 @@ def test_chat_prompts_use_the_chat_template(smollm):
     assert a.texts == b.texts and np.allclose(a.log_weights, b.log_weights)
     system = [{"role": "system", "content": "Answer in French."}, *msgs]
     assert smollm.prompt_ids(system) != ids
+
+
+def test_top_k_one_is_the_greedy_string():
+    lm = random_ngram(np.random.default_rng(5), 3, order=2, eos_boost=1.0)  # greedy: a c b
+    toy = ToyLM(lm)
+    out = pt.sample(toy, (), None, particles=4, max_tokens=3, seed=0, top_k=1)
+    ctx = []
+    for _ in range(4):  # greedy decoding by hand
+        t = int(np.argmax(lm.logw_next(ctx)))
+        if t == len(lm.vocab):
+            break
+        ctx.append(t)
+    finished = {tuple(c) for c, s in zip(out.contexts, out.status) if s == "finished"}
+    assert len(ctx) == 3 and finished == {tuple(ctx)}
+    wide = pt.sample(toy, (), None, particles=64, max_tokens=3, seed=0, top_p=1.0)
+    assert len(set(map(tuple, wide.contexts))) > 1

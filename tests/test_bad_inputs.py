@@ -62,6 +62,10 @@ MID = "the cat sat on the mat. " * 3  # fits alone, not with 40 more tokens
 TABLE = [
     # ----- pt.sample: sizes and numbers
     ("particles=0", lambda m: pt.sample(m, "x", particles=0), ValueError, ["`particles`", ">= 1"]),
+    ("top_k=0", lambda m: pt.sample(m, "x", top_k=0), ValueError, ["`top_k`", "int >= 1"]),
+    ("top_p=1.5", lambda m: pt.sample(m, "x", top_p=1.5), ValueError, ["`top_p`", "(0, 1]"]),
+    ("top_k with lcd", lambda m: pt.sample(m, "x", pt.regex("a"), method="lcd", top_k=3),
+     ValueError, ["`top_k`", "method='smc'"]),
     ("chat='yes'", lambda m: pt.sample(m, "x", chat="yes"), TypeError, ["`chat`", "True or False"]),
     ("chat with messages", lambda m: pt.sample(m, [{"role": "user", "content": "x"}], chat=True),
      TypeError, ["`chat=True`", "prompt text"]),

@@ -21,9 +21,21 @@ from potentia.potentials.base import (
     PotentialState,
     Vocabulary,
     as_potential,
+    logsumexp,
 )
 
-__all__ = ["Product", "And", "Or", "OrState", "Not", "Power", "Lifted", "AutoStop", "align"]
+__all__ = [
+    "Product",
+    "And",
+    "Or",
+    "OrState",
+    "Not",
+    "Power",
+    "Lifted",
+    "AutoStop",
+    "Truncate",
+    "align",
+]
 
 
 def align(target: Vocabulary, other: Vocabulary, what: str) -> np.ndarray | None:
@@ -478,6 +490,119 @@ class Lifted(Potential):
 
     def _complete(self, context: list[int]) -> float:
         return self.inner.complete(self._bytes(context))
+
+
+def check_truncation(top_k: object, top_p: object) -> None:
+    """Raise a ``ValueError`` naming ``top_k``/``top_p`` if either is out of range."""
+    if top_k is not None and not (
+        isinstance(top_k, int) and not isinstance(top_k, bool) and top_k >= 1
+    ):
+        raise ValueError(f"`top_k` is {top_k!r}; pass an int >= 1 or None.")
+    if top_p is not None and not (
+        isinstance(top_p, int | float) and not isinstance(top_p, bool) and 0 < top_p <= 1
+    ):
+        raise ValueError(f"`top_p` is {top_p!r}; pass a number in (0, 1] or None.")
+
+
+class Truncate(Potential):
+    """An LM whose next-token distribution keeps only its top tokens (top-k / top-p).
+
+    At every step the row of ``lm`` (EOS included as a token) is cut to its ``top_k``
+    most probable tokens and/or the smallest set of most probable tokens whose mass
+    reaches ``top_p``, then renormalised: a *declared target change*, the LM a
+    top-k/top-p sampler would sample from. ``Truncate(lm, ...) × constraint`` is then
+    sampled exactly (a masking decoder with top-k samples something else again). Ties at
+    the cut are broken by position (lower index first).
+
+    Args:
+        lm: A locally normalised LM potential (rows are log-probabilities).
+        top_k: Keep this many tokens (``None``: no cut by count).
+        top_p: Keep the smallest prefix of the sorted row with mass ≥ ``top_p``, in (0, 1]
+            (``None``: no cut by mass).
+    """
+
+    def __init__(self, lm: Potential, top_k: int | None = None, top_p: float | None = None) -> None:
+        as_potential(lm, "lm")
+        check_truncation(top_k, top_p)
+        self.lm, self.top_k, self.top_p = lm, top_k, top_p
+        self.vocab, self.hard = lm.vocab, lm.hard
+
+    def lift(self, vocab: Vocabulary) -> Potential:
+        """Lift the LM."""
+        return Truncate(self.lm.lift(vocab), self.top_k, self.top_p)
+
+    def cut(self, rows: np.ndarray) -> np.ndarray:
+        """Truncate and renormalise log-probability rows ``(n, V + 1)``."""
+        rows = np.atleast_2d(np.asarray(rows, dtype=float))
+        order = np.argsort(-rows, axis=1, kind="stable")
+        srt = np.take_along_axis(rows, order, axis=1)
+        keep = np.isfinite(srt)
+        if self.top_k is not None:
+            keep[:, self.top_k :] = False
+        if self.top_p is not None:
+            p = np.exp(srt - logsumexp(srt, axis=1)[:, None])
+            before = np.cumsum(p, axis=1) - p  # mass of the tokens ranked above
+            keep &= before < self.top_p - 1e-12
+        out = np.full_like(rows, -np.inf)
+        kept = np.where(keep, srt, -np.inf)
+        norm = logsumexp(kept, axis=1)[:, None]
+        np.put_along_axis(out, order, kept - np.where(np.isfinite(norm), norm, 0.0), axis=1)
+        return out
+
+    def _walk(self, context: list[int]) -> float:
+        total = 0.0
+        for k in range(len(context)):
+            total += self.cut(self.lm.logw_next(context[:k]))[0, context[k]]
+            if total == -np.inf:
+                break
+        return total
+
+    def _prefix(self, context: list[int]) -> float:
+        return self._walk(context)
+
+    def _complete(self, context: list[int]) -> float:
+        head = self._walk(context)
+        return head if head == -np.inf else head + self.cut(self.lm.logw_next(context))[0, -1]
+
+    def _logw_next(self, context: list[int]) -> np.ndarray:
+        if self._walk(context) == -np.inf:
+            return np.full(len(self.vocab) + 1, -np.inf)
+        return self.cut(self.lm.logw_next(context))[0]
+
+    def init_state(self, n: int) -> PotentialState:  # noqa: D102
+        return _TruncateState(self, self.lm.init_state(n), np.ones(n, dtype=bool))
+
+    def __repr__(self) -> str:
+        return f"Truncate({self.lm!r}, top_k={self.top_k}, top_p={self.top_p})"
+
+
+class _TruncateState(PotentialState):
+    def __init__(self, potential: Truncate, lm: PotentialState, alive: np.ndarray) -> None:
+        self.potential, self.lm, self.alive = potential, lm, alive
+        self._rows: np.ndarray | None = None
+
+    @property
+    def contexts(self) -> list[list[int]]:
+        return self.lm.contexts
+
+    def logw_next(self) -> np.ndarray:
+        if self._rows is None:
+            rows = self.potential.cut(self.lm.logw_next())
+            rows[~self.alive] = -np.inf  # a cut token earlier: the prefix has weight zero
+            self._rows = rows
+        return self._rows
+
+    def advance(self, tokens: np.ndarray) -> _TruncateState:
+        tokens = self._row_tokens(tokens)
+        took = np.isfinite(self.logw_next()[np.arange(len(tokens)), tokens])
+        return _TruncateState(self.potential, self.lm.advance(tokens), self.alive & took)
+
+    def select(self, rows: np.ndarray) -> _TruncateState:
+        idx = np.asarray(rows, dtype=np.int64)
+        out = _TruncateState(self.potential, self.lm.select(rows), self.alive[idx])
+        if self._rows is not None:
+            out._rows = self._rows[np.asarray(rows, dtype=np.int64)]
+        return out
 
 
 class AutoStop(Potential):
