@@ -348,7 +348,13 @@ def test_real_bf16_is_close_to_fp32_and_tolerance_tells_contexts_apart(name, req
         fin = np.isfinite(a)
         kl = float((np.exp(a[fin]) * (a[fin] - b[fin])).sum())
         assert 0 <= kl < 1e-2, (c, kl)
-        assert a.argmax() == b.argmax(), c
+        # the top token agrees unless fp32's top two are nearer than bf16's rounding
+        # (after " Paris, and" SmolLM2's top two are 0.05 nats apart in fp32 and tie in
+        # bf16 with transformers 5.24; the KL bound above is the closeness check)
+        near = np.flatnonzero(a >= a.max() - BF16_REAL_ATOL)
+        assert b.argmax() in near, (c, near, b.argmax())
+        if len(near) == 1:
+            assert a.argmax() == b.argmax(), c
     # a one-token change of context is far outside BF16_REAL_ATOL: the tests above can fail
     got = pb.state_from([ctxs[1]]).logw_next()[0]
     other = ref.encode(" Lyon")[: len(ctxs[1])]
