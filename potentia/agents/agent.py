@@ -449,22 +449,13 @@ class _Run:
                 return [int(t) for t in enc(text)]
             except ValueError:
                 pass
-        data, out, i = text.encode("utf-8"), [], 0
-        index = self.vocab.index
-        longest = max(len(t) for t in self.vocab.tokens)
-        while i < len(data):
-            for n in range(min(longest, len(data) - i), 0, -1):
-                j = index.get(data[i : i + n])
-                if j is not None:
-                    out.append(j)
-                    i += n
-                    break
-            else:
-                raise ValueError(
-                    f"the tool output {text!r:.60} has bytes that no token of the model's "
-                    "vocabulary spells; make the tool return text the model can read."
-                )
-        return out
+        try:
+            return self.vocab.greedy_encode(text.encode("utf-8"))
+        except ValueError:
+            raise ValueError(
+                f"the tool output {text!r:.60} has bytes that no token of the model's "
+                "vocabulary spells; make the tool return text the model can read."
+            ) from None
 
     def _env_step(self, p: _Particle, label: str) -> None:
         a = self.agent

@@ -134,8 +134,6 @@ class Spelling:
 
     def __init__(self, vocab: Vocabulary) -> None:
         self.vocab = vocab
-        self._index = vocab.index
-        self._maxlen = max((len(t) for t in vocab.tokens), default=1)
         self.special: dict[bool, np.ndarray] = {}
         self.end: dict[bool, dict[int, bool]] = {False: {}, True: {}}
         spec: dict[bool, list[int]] = {False: [], True: []}
@@ -184,21 +182,17 @@ class Spelling:
         return sp
 
     def encode(self, data: bytes) -> list[int]:
-        """Greedy longest-match token ids of ``data`` (any split serves the engine)."""
-        out, i = [], 0
-        while i < len(data):
-            for n in range(min(self._maxlen, len(data) - i), 0, -1):
-                j = self._index.get(data[i : i + n])
-                if j is not None:
-                    out.append(j)
-                    i += n
-                    break
-            else:
-                raise ValueError(
-                    f"byte {data[i]:#04x} is not a token of this vocabulary; the JSON "
-                    "constraint needs every byte of canonical JSON text to be spellable."
-                )
-        return out
+        """Token ids of ``data`` (any split serves the engine).
+
+        Raises:
+            ValueError: if a byte of canonical JSON text is not spellable.
+        """
+        try:
+            return self.vocab.greedy_encode(data)
+        except ValueError as e:
+            raise ValueError(
+                f"{e} The JSON constraint needs every byte of canonical JSON text to be spellable."
+            ) from None
 
     def step(self, state: Lex, t: int) -> tuple[Lex, list[int] | None]:
         """Read token ``t`` from ``state``.

@@ -126,23 +126,12 @@ class _VocabTokenizer:
         self.eos_token_id = len(vocab)
         self.bos_token_id = None
         self.special_token_ids = [len(vocab)]
-        self._index = vocab.index
-        self._maxlen = max(len(t) for t in vocab.tokens)
+        self._vocab = vocab
 
     def __call__(self, data: bytes | str) -> list[int]:
         if isinstance(data, str):
             data = data.encode("utf-8")
-        out, i = [], 0
-        while i < len(data):
-            for n in range(min(self._maxlen, len(data) - i), 0, -1):
-                j = self._index.get(data[i : i + n])
-                if j is not None:
-                    out.append(j)
-                    i += n
-                    break
-            else:
-                i += 1  # byte not representable: skip it (never used for masks)
-        return out
+        return self._vocab.greedy_encode(data, skip=True)  # never used for masks
 
 
 def llg_tokenizer(vocab: Vocabulary) -> llguidance.LLTokenizer:

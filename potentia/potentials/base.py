@@ -132,6 +132,40 @@ class Vocabulary:
             self._index = idx
         return self._index
 
+    def greedy_encode(self, data: bytes, skip: bool = False) -> list[int]:
+        """Positions of a greedy longest-match split of ``data`` into tokens.
+
+        Any split spells the same bytes, so this serves wherever bytes must be fed to a
+        token-level engine.
+
+        Args:
+            data: The bytes to split.
+            skip: Skip a byte no token starts with (else raise).
+
+        Raises:
+            ValueError: if a byte of ``data`` starts no token and ``skip`` is false.
+        """
+        index = self.index
+        longest = self.__dict__.get("_longest")
+        if longest is None:
+            longest = self._longest = max((len(t) for t in self.tokens), default=1)
+        out, i = [], 0
+        while i < len(data):
+            for n in range(min(longest, len(data) - i), 0, -1):
+                j = index.get(data[i : i + n])
+                if j is not None:
+                    out.append(j)
+                    i += n
+                    break
+            else:
+                if not skip:
+                    raise ValueError(
+                        f"byte {data[i]:#04x} at offset {i} of {data[:40]!r} starts no token "
+                        "of this vocabulary."
+                    )
+                i += 1
+        return out
+
     def key(self) -> tuple:
         """A hashable identity: equal keys mean identical vocabularies."""
         if self._key is None:
