@@ -786,6 +786,11 @@ class JSONSchema(LLGConstraint):
     def _tokens(self, context: list[int]) -> list[int]:
         return self._spelling().walk(super()._tokens(context))[1]
 
+    def _where(self, aux: Lex) -> str:
+        if aux[1]:
+            return "inside an escape of a JSON string"
+        return "inside a JSON string" if aux[0] else "inside an unclosed JSON value"
+
     def _aux_of(self, context: list[int]) -> Lex:
         return self._spelling().walk(super()._tokens(context))[0]
 

@@ -313,6 +313,10 @@ class LLGConstraint(Potential):
     ) -> None:
         """Correct the native mask ``bits`` (in place) where :meth:`_read` differs."""
 
+    def _where(self, aux: object) -> str | None:
+        """Where a row with reading state ``aux`` stands, for death messages (or ``None``)."""
+        return None
+
     def _aux_of(self, context: list[int]) -> object:
         """The per-row reading state after ``context``."""
         return None
@@ -495,6 +499,9 @@ class LLGState(PotentialState):
                 out[np.ix_(live, p._empty)] = True
         out[:, V] = self._eos_weights() > -np.inf
         return out
+
+    def where(self) -> list[str | None]:  # noqa: D102
+        return [self.potential._where(a) for a in self._aux]
 
     def maximal(self) -> np.ndarray:
         """Rows where the engine can take nothing but EOS (llguidance's ``is_stopped``)."""

@@ -267,6 +267,13 @@ class PotentialState:
         """
         return self.logw_next() > -np.inf
 
+    def where(self) -> list[str | None]:
+        """Per row, where the string stands in the user's terms, or ``None``.
+
+        E.g. ``"inside a JSON string"``; used to explain particles that could not finish.
+        """
+        return [None] * len(self)
+
     def maximal(self) -> np.ndarray:
         """Boolean ``(len(self),)``: no non-EOS token can extend the row.
 

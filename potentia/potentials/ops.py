@@ -182,6 +182,13 @@ class ProductState(PotentialState):
             out[~m] = -np.inf
         return out
 
+    def where(self) -> list[str | None]:  # noqa: D102
+        out: list[str | None] = [None] * len(self)
+        for s in self.parts:
+            for r, w in enumerate(s.where()):
+                out[r] = out[r] or w
+        return out
+
     def allowed(self) -> np.ndarray:  # noqa: D102
         out = None
         for i, s in enumerate(self.parts):

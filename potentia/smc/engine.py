@@ -324,8 +324,10 @@ def stop(kernel: SMCKernel, p: Particles, on_max_tokens: str) -> Particles:
         if p.cstate is not None:
             inc = inc + p.cstate.logw_tokens(rows, eos)
         p.logw[live] += _cancel_twist(inc, np.ones(len(live), bool), p.twist_lv[live])
-        for i, ok in zip(live, inc > -np.inf):
-            p.status[i] = "finished" if ok else "dead: EOS has weight zero at max_tokens"
+        where = p.state.where() if (inc == -np.inf).any() else [None] * len(live)
+        for i, ok, w in zip(live, inc > -np.inf, where):
+            why = "EOS has weight zero at max_tokens" + (f", {w}" if w else "")
+            p.status[i] = "finished" if ok else f"dead: {why}"
     else:
         for i in live:
             p.status[i] = "truncated"
@@ -578,7 +580,7 @@ def _message(status: list[str], step: int, log_z: float) -> str:
             label = (
                 "truncated (still running when the run ended)" if cause == "truncated" else cause
             )
-            fix = _FIXES.get(cause, "see `Result.status`")
+            fix = _FIXES.get(cause.split(", ")[0], "see `Result.status`")
             parts.append(f"{k} of {n} particles: {label} ({fix})")
         return (
             f"all {n} particles died or were truncated after {step} steps: "

@@ -302,3 +302,26 @@ def test_dead_run_counts_mixed_causes():
                           "check that the constraint can be completed from these prefixes "
                           "under this tokenizer (see `Result.unfinished`))")  # fmt: skip
     assert second.startswith("1 of 4 particles: EOS has weight zero at max_tokens")
+
+
+def test_dead_run_says_where_a_json_string_stood():
+    """A structured constraint names where unfinished particles stand (issue 11, item 6)."""
+    from potentia.models import ToyLM
+
+    vocab = pt.Vocabulary([b'{"a": "', b"x", b'"}', b"\\"])
+    lm = random_ngram(np.random.default_rng(0), vocab, order=1)
+    toy = ToyLM(lm)
+    c = pt.json({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]})
+    r = pt.sample(toy, (), c, particles=4, max_tokens=1, seed=0)
+    assert r.log_z == -np.inf
+    assert "4 of 4 particles: EOS has weight zero at max_tokens, inside a JSON string" in r.message
+    assert "raise `max_tokens`" in r.message  # the fix is still found for the refined cause
+    state = c.init_state(3)
+    for row in zip(b'{"a": "x\\', b'{"a": "xyz', b"{        "):
+        state = state.advance(np.array(row))
+    assert state.where() == [
+        "inside an escape of a JSON string",
+        "inside a JSON string",
+        "inside an unclosed JSON value",
+    ]
+    assert pt.regex("ab").init_state(2).where() == [None, None]  # no description: none given
