@@ -264,8 +264,23 @@ class PotentialState:
         For hard constraints this is the whole answer, and engine-backed constraints fill
         it from a native bitmask without building a dense float row (the fast mask path
         that products and samplers use). Default: ``logw_next() > -inf``.
+
+        Raises:
+            ValueError: if the potential is declared hard but a weight is not 0 or -inf
+                (it would be read as 1 here, silently changing the target).
         """
-        return self.logw_next() > -np.inf
+        lw = self.logw_next()
+        if getattr(self.potential, "hard", False):
+            bad = np.isfinite(lw) & (lw != 0.0)
+            if bad.any():
+                r, t = (int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"`constraint` ({self.potential!r:.80}) is declared hard (weights in "
+                    f"{{0, 1}}) but gave log weight {lw[r, t]!r} to token {t} after "
+                    f"{self.contexts[r][:20]!r}; return 0.0 or -inf, or set `hard = False` "
+                    "to use it as a soft potential."
+                )
+        return lw > -np.inf
 
     def where(self) -> list[str | None]:
         """Per row, where the string stands in the user's terms, or ``None``.

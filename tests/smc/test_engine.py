@@ -325,3 +325,26 @@ def test_dead_run_says_where_a_json_string_stood():
         "inside an unclosed JSON value",
     ]
     assert pt.regex("ab").init_state(2).where() == [None, None]  # no description: none given
+
+
+def test_a_hard_potential_with_other_weights_mid_run_is_an_error():
+    """Checked where the weight is read, not only at the empty string (issue 11, item 5)."""
+
+    class Sloppy(pt.Potential):
+        hard = True
+
+        def __init__(self, vocab):
+            self.vocab = vocab
+
+        def _prefix(self, context):
+            return 0.0 if len(context) < 1 else -0.5  # wrong: a "hard" weight of 0.61
+
+        def _complete(self, context):
+            return 0.0
+
+    lm = random_ngram(np.random.default_rng(0), 3, order=1)
+    target = lm * Sloppy(lm.vocab)
+    with pytest.raises(ValueError, match=r"declared hard.*-0\.5.*hard = False"):
+        smc(pt.DirectSampler(target), 4, 3, rng=0)
+    with pytest.raises(ValueError, match=r"hard constraint must return 0 or -inf"):
+        smc(pt.AWRS(lm, Sloppy(lm.vocab)), 4, 3, rng=0)
