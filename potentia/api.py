@@ -382,35 +382,21 @@ def sample(
     if sampler == "auto":
         sampler = "awrs" if (c is not None and c.hard and "awrs" in SAMPLERS) else "direct"
     token_sampler = SAMPLERS[sampler](lm, c)
+    run = {
+        "n_particles": particles,
+        "max_tokens": max_tokens,
+        "rng": seed,
+        "ess_threshold": ess_threshold,
+        "resampling": resampling,
+        "critic": critic,
+        "twist": twist,
+        "on_max_tokens": on_max_tokens,
+        "time_limit": time_limit,
+        "max_lm_calls": max_lm_calls,
+    }
     if unit is not None:
-        return unit_smc(
-            token_sampler,
-            unit,
-            n_particles=particles,
-            max_tokens=max_tokens,
-            rng=seed,
-            ess_threshold=ess_threshold,
-            resampling=resampling,
-            critic=critic,
-            twist=twist,
-            on_max_tokens=on_max_tokens,
-            time_limit=time_limit,
-            max_lm_calls=max_lm_calls,
-        )
-    return smc(
-        token_sampler,
-        n_particles=particles,
-        max_tokens=max_tokens,
-        rng=seed,
-        ess_threshold=ess_threshold,
-        resampling=resampling,
-        critic=critic,
-        twist=twist,
-        on_max_tokens=on_max_tokens,
-        progress=progress,
-        time_limit=time_limit,
-        max_lm_calls=max_lm_calls,
-    )
+        return unit_smc(token_sampler, unit, **run)  # no progress bar at unit level yet
+    return smc(token_sampler, progress=progress, **run)
 
 
 # ---- search engines -------------------------------------------------------------------
