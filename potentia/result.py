@@ -41,6 +41,10 @@ class Result:
         ancestors: SMC only: array ``(len(resampled_at), N)``; row ``e`` holds the
             ancestor of every particle at the ``e``-th resampling event (particle ``j``
             after it copies particle ``ancestors[e, j]`` before it). See :meth:`ancestry`.
+        parser: Reads a finished text into a Python value for :attr:`values`
+            (``pt.sample`` sets it for JSON constraints: ``json.loads``, or a Pydantic
+            model's ``model_validate_json``); ``None``: no values. Not serialised by
+            :meth:`to_json` (only its kind, see :meth:`from_json`).
     """
 
     contexts: list[list[int]]
@@ -59,6 +63,46 @@ class Result:
     extra: dict = field(default_factory=dict)
     logw_history: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     ancestors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.int64))
+    parser: Callable[[str], Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def values(self) -> list[Any]:
+        """The parsed value of every particle, aligned with :attr:`texts` and :attr:`weights`.
+
+        For a run with a JSON constraint (``pt.json(schema)``) these are the Python values
+        (``json.loads``), and for a Pydantic model its validated instances. A particle that
+        is not finished, or whose text does not parse or validate, has ``None`` (its reason
+        is in :attr:`value_errors`); finished texts of an exact run are in the schema's
+        language, so they all parse.
+
+        Raises:
+            ValueError: if the run has no parser (no structured constraint).
+        """
+        if self.parser is None:
+            raise ValueError(
+                "this Result has no `parser`: values exist for runs with a JSON constraint "
+                "(pt.json(schema or Pydantic model)); set `result.parser` (e.g. json.loads)."
+            )
+        return [v for v, _ in self._parsed()]
+
+    @property
+    def value_errors(self) -> list[str | None]:
+        """Per particle, why :attr:`values` holds ``None`` (``None`` where it parsed)."""
+        if self.parser is None:
+            return [None] * len(self.texts)
+        return [e for _, e in self._parsed()]
+
+    def _parsed(self) -> list[tuple[Any, str | None]]:
+        out: list[tuple[Any, str | None]] = []
+        for text, status in zip(self.texts, self.status):
+            if status != "finished":
+                out.append((None, f"not finished ({status})"))
+                continue
+            try:
+                out.append((self.parser(text), None))
+            except Exception as e:  # noqa: BLE001 - reported per particle
+                out.append((None, f"{type(e).__name__}: {str(e)[:200]}"))
+        return out
 
     @property
     def weights(self) -> np.ndarray:
@@ -135,14 +179,22 @@ class Result:
         (or ``"inf"``, ``"nan"``) so that any JSON reader accepts the text; numpy arrays in
         ``extra`` become lists, other values that JSON cannot hold become their ``repr``.
         """
-        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "parser"}
+        if self.parser is not None:
+            d["parser"] = "json" if self.parser is json.loads else "custom"
         d["log_weights"] = [float(w) for w in np.asarray(self.log_weights, dtype=float)]
         d["contexts"] = [[int(t) for t in c] for c in self.contexts]
         return json.dumps({"potentia.Result": 1, **_jsonable(d)})
 
     @classmethod
-    def from_json(cls, text: str) -> Result:
+    def from_json(cls, text: str, parser: Callable[[str], Any] | None = None) -> Result:
         """Read a result written by :meth:`to_json` (``extra``'s arrays come back as lists).
+
+        Args:
+            text: The output of :meth:`to_json`.
+            parser: The :attr:`parser` of the result read back. ``None``: ``json.loads``
+                if the written result had a parser (a Pydantic model's is not written:
+                pass ``Model.model_validate_json`` to get instances back), else none.
 
         Raises:
             ValueError: if ``text`` is not JSON written by :meth:`to_json`.
@@ -156,6 +208,10 @@ class Result:
         if not isinstance(d, dict) or d.pop("potentia.Result", None) != 1:
             raise ValueError("`text` was not written by Result.to_json(); pass its output.")
         d = _unjson(d)
+        had = d.pop("parser", None)
+        if parser is not None and not callable(parser):
+            raise TypeError(f"`parser` is {parser!r}; pass a callable (text -> value) or None.")
+        d["parser"] = parser if parser is not None else (json.loads if had else None)
         d["log_weights"] = np.asarray(d["log_weights"], dtype=float)
         d["log_z"] = float(d["log_z"])
         n = len(d["log_weights"])
