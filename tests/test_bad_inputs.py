@@ -55,6 +55,10 @@ def _soft():
     return pt.predicate(lambda s: 0.5 if "a" in s else 1.0, soft=True)
 
 
+def _plain_result():
+    return pt.Result([[]], [""], np.zeros(1), 0.0, ["finished"])
+
+
 LONG = "the cat sat on the mat. " * 12  # > 64 tokens of the tiny tokenizer
 MID = "the cat sat on the mat. " * 3  # fits alone, not with 40 more tokens
 
@@ -154,6 +158,19 @@ TABLE = [
     ("contains(5)", lambda m: pt.contains(5), TypeError, ["`terms[0]`", "pass strings"]),
     ("excludes('')", lambda m: pt.excludes(""), ValueError, ["`strings[0]`", "needs a character"]),
     ("length(-1)", lambda m: pt.length(-1), ValueError, ["`min`", ">= 0"]),
+    # ----- stop strings and Result.values (issue 11, items 1 and 7)
+    ("stop=''", lambda m: pt.sample(m, "x", stop=""), ValueError, ["`stop[0]`", "Remove it"]),
+    ("stop=[]", lambda m: pt.sample(m, "x", stop=[]), ValueError,
+     ["`stop`", "at least one stop string"]),
+    ("stop=5", lambda m: pt.sample(m, "x", stop=5), TypeError, ["`stop`", "list of strings"]),
+    ("stop=['\\n', 3]", lambda m: pt.sample(m, "x", stop=["\n", 3]), TypeError,
+     ["`stop[1]`", "stop strings are str"]),
+    ("stop with cars", lambda m: pt.sample(m, "x", pt.regex("a"), method="cars", stop=[""]),
+     ValueError, ["`stop[0]`", "Remove it"]),
+    ("values without parser", lambda m: _plain_result().values, ValueError,
+     ["`parser`", "pt.json"]),
+    ("from_json(parser=3)", lambda m: pt.Result.from_json(_plain_result().to_json(), parser=3),
+     TypeError, ["`parser`", "callable"]),
 ]  # fmt: skip
 
 
