@@ -106,6 +106,107 @@ _SCHEMA_ONE = (
 _RX_META = set(r"\.^$|?*+()[]{}/")
 
 
+# ----- a fast sufficient test of the 2020-12 meta-schema --------------------------------
+# ``Draft202012Validator.check_schema`` walks the meta-schema's ``$dynamicRef`` chain through
+# eight vocabulary documents for every subschema: ~9 ms on a typical MaskBench schema, the
+# largest part of a compile. :func:`_meta_ok` checks the same keywords directly. It only
+# ever answers "valid for sure" (``True``) or "not sure" (``False``): on ``False`` the full
+# ``check_schema`` runs, so a bad schema gets jsonschema's exact error, and a value the
+# shortcut does not know how to judge (``1.0`` as ``minItems``, ``$vocabulary``) is judged
+# by jsonschema too.
+_SIMPLE_TYPES = frozenset(("array", "boolean", "integer", "null", "number", "object", "string"))
+_META_ONE = frozenset(_SCHEMA_ONE) | {"contentSchema"}
+_META_MAPS = frozenset(
+    ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+)
+_META_LISTS = frozenset(("allOf", "anyOf", "oneOf", "prefixItems"))
+_META_NUM = frozenset(("maximum", "minimum", "exclusiveMaximum", "exclusiveMinimum"))
+_META_NONNEG = frozenset(
+    "maxLength minLength maxItems minItems maxContains minContains maxProperties "
+    "minProperties".split()
+)
+_META_BOOL = frozenset(("uniqueItems", "deprecated", "readOnly", "writeOnly"))
+_META_STR = frozenset(
+    ("title", "description", "$comment", "format", "contentEncoding", "contentMediaType")
+)
+_META_URIREF = frozenset(("$ref", "$dynamicRef", "$recursiveRef"))
+_META_ANCHOR = frozenset(("$anchor", "$dynamicAnchor", "$recursiveAnchor"))
+_META_SURE = frozenset(("const", "default"))  # any JSON value
+_ANCHOR_RX = re.compile(r"^[A-Za-z_][-A-Za-z0-9._]*$")
+_ID_RX = re.compile(r"^[^#]*#?$")
+
+
+def _conforms(value: Any, fmt: str) -> bool:
+    return jsonschema.Draft202012Validator.FORMAT_CHECKER.conforms(value, fmt)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _str_set(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v) and len(set(v)) == len(v)
+
+
+def _meta_ok(node: Any) -> bool:  # noqa: C901
+    """``True`` only if ``node`` is valid for the 2020-12 meta-schema with format checking."""
+    if isinstance(node, bool):
+        return True
+    if not isinstance(node, dict):
+        return False
+    for k, v in node.items():
+        if k in _META_ONE:
+            ok = _meta_ok(v)
+        elif k in _META_MAPS:
+            ok = isinstance(v, dict) and all(_meta_ok(s) for s in v.values())
+            if ok and k == "patternProperties":
+                ok = all(_conforms(p, "regex") for p in v)
+        elif k in _META_LISTS:
+            ok = isinstance(v, list) and len(v) > 0 and all(_meta_ok(s) for s in v)
+        elif k == "type":
+            if isinstance(v, str):
+                ok = v in _SIMPLE_TYPES
+            else:
+                ok = _str_set(v) and len(v) > 0 and all(x in _SIMPLE_TYPES for x in v)
+        elif k in _META_NUM:
+            ok = _is_num(v)
+        elif k == "multipleOf":
+            ok = _is_num(v) and v > 0
+        elif k in _META_NONNEG:
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        elif k in _META_BOOL:
+            ok = isinstance(v, bool)
+        elif k in _META_STR:
+            ok = isinstance(v, str)
+        elif k == "pattern":
+            ok = isinstance(v, str) and _conforms(v, "regex")
+        elif k in _META_URIREF:
+            ok = isinstance(v, str) and _conforms(v, "uri-reference")
+        elif k == "$id":
+            ok = isinstance(v, str) and bool(_ID_RX.search(v)) and _conforms(v, "uri-reference")
+        elif k == "$schema":
+            ok = isinstance(v, str) and _conforms(v, "uri")
+        elif k in _META_ANCHOR:
+            ok = isinstance(v, str) and bool(_ANCHOR_RX.search(v))
+        elif k in ("enum", "examples"):
+            ok = isinstance(v, list)
+        elif k == "required":
+            ok = _str_set(v)
+        elif k == "dependentRequired":
+            ok = isinstance(v, dict) and all(_str_set(x) for x in v.values())
+        elif k == "dependencies":
+            ok = isinstance(v, dict) and all(_str_set(x) or _meta_ok(x) for x in v.values())
+        elif k in _META_SURE:
+            ok = True
+        elif k == "$vocabulary":
+            ok = False  # rare: left to jsonschema
+        else:
+            ok = True  # the 2020-12 meta-schema says nothing about other keywords
+        if not ok:
+            return False
+    return True
+
+
 def _ptr_escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
 
@@ -705,7 +806,8 @@ class JSONSchema(LLGConstraint):
             raise ValueError(f"`property_order` is {property_order!r}; use 'any' or 'schema'.")
         cls = _validator_class(schema)
         try:
-            cls.check_schema(schema)
+            if cls is not jsonschema.Draft202012Validator or not _meta_ok(schema):
+                cls.check_schema(schema)
         except jsonschema.SchemaError as e:
             where = "/" + "/".join(_ptr_escape(str(p)) for p in e.path)
             raise ValueError(
