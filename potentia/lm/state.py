@@ -65,6 +65,7 @@ class LMPotential(Potential):
         self.vocab = lm.vocab
         self.prompt_ids = [int(i) for i in prompt_ids]
         self._prompt: tuple | None = None  # (cache, log-probs over the full output layer)
+        self._prompt_vocab: np.ndarray | None = None  # the prompt's row over the vocabulary
         self._prefix_memo: dict[tuple[int, ...], float] = {}
         self._next_memo: OrderedDict[tuple[int, ...], torch.Tensor] = OrderedDict()
 
@@ -74,6 +75,13 @@ class LMPotential(Potential):
         if self._prompt is None:
             self._prompt = self.lm.backend.prefill(self.prompt_ids)
         return self._prompt
+
+    def _prompt_row(self) -> np.ndarray:
+        """The prompt's next-token row over the vocabulary (converted once per potential)."""
+        if self._prompt_vocab is None:
+            self._prompt_vocab = self.to_vocab(self._prefill()[1])
+            self._prompt_vocab.flags.writeable = False
+        return self._prompt_vocab
 
     def _full_logprobs(self, context: list[int]) -> torch.Tensor:
         """Log-probs over the full output layer after the prompt and each prefix of ``context``.
@@ -202,7 +210,7 @@ class LMState(PotentialState):
         if n == 0:
             self._memo = np.zeros((0, V1))
         elif self._pending.shape[1] == 0:  # nothing generated yet: the prompt's vector
-            self._memo = np.repeat(pot.to_vocab(pot._prefill()[1])[None], n, axis=0)
+            self._memo = np.repeat(pot._prompt_row()[None], n, axis=0)
         else:
             # Rows with equal contexts (copies made by resampling) share one forward row:
             # the new cache keeps one row per distinct context and ``_rows`` maps back to it.

@@ -218,14 +218,16 @@ class AWRS(TokenSampler):
         n = len(state)
         V1 = len(self.target.vocab) + 1
         logw = self._group_logw_next(state, self._lm_parts)
-        check_logw(logw, f"{type(self).__name__}: the LM's logw_next")
         m = logw.max(axis=1) if n else np.zeros(0)
+        if not np.isfinite(m[m != -np.inf]).all():  # a row max is NaN or +inf iff a weight is
+            check_logw(logw, f"{type(self).__name__}: the LM's logw_next")
         B = 1 << max(0, math.ceil(math.log2(math.sqrt(V1))))
         nb = -(-V1 // B)
         e = np.zeros((n, nb * B))
         alive = m > -np.inf
         if alive.all():
-            np.exp(logw - m[:, None], out=e[:, :V1])
+            np.subtract(logw, m[:, None], out=e[:, :V1])
+            np.exp(e[:, :V1], out=e[:, :V1])
         elif alive.any():
             e[alive, :V1] = np.exp(logw[alive] - m[alive, None])
         bs = e.reshape(n, nb, B).sum(axis=2)
@@ -371,7 +373,13 @@ class AWRS(TokenSampler):
             m = self.target.maps[i]
             if m is not None:
                 v = v[:, np.append(m, len(self.target.vocab))]
-            out = np.array(v, dtype=float) if out is None else out + v
+            out = v if out is None else out + v
+        if out is None:
+            return out
+        out = np.asarray(out, dtype=float)
+        if len(parts) == 1:  # no sum made: the part's own rows, read through a read-only view
+            out = out.view()
+            out.flags.writeable = False
         return out
 
     def _group_tokens(
