@@ -231,23 +231,99 @@ def _closed(text: str) -> bool:
     return True
 
 
-def mask_errors(files: list[Path], engines: tuple[str, ...] = ENGINES_MASK) -> dict:
-    """Over- and under-constraining counts per engine on MaskBench files."""
-    out: dict[str, Any] = {
-        e: {
-            "compiled": 0,
-            "refused": [],
-            "walks": 0,
-            "over": [],
-            "final_refused": [],
-            "invalid_walks": 0,
-            "under": 0,
-            "invalid_accepted": 0,
-        }
-        for e in engines
+def _empty_record() -> dict:
+    return {
+        "compiled": 0,
+        "refused": [],
+        "timeouts": 0,
+        "walks": 0,
+        "over": [],
+        "final_refused": [],
+        "invalid_walks": 0,
+        "under": 0,
+        "invalid_accepted": 0,
     }
+
+
+def _one_file(e: str, name: str, schema: Any, valid: list, invalid: list) -> dict:
+    """One engine on one MaskBench file: a partial record (merged by :func:`mask_errors`)."""
+    r = _empty_record()
+    try:
+        make = compile_byte_engine(e, schema)
+    except Timeout:
+        raise
+    except Exception as err:  # noqa: BLE001 - every refusal is a declared-coverage miss
+        r["refused"].append((name, str(err)[:120]))
+        return r
+    r["compiled"] += 1
+    for v in valid:
+        for sname, ser in SERIALISATIONS.items():
+            text = ser(v)
+            data = text.encode("utf-8")
+            r["walks"] += 1
+            try:
+                at, acc = first_refused(make, data)
+            except Timeout:
+                raise
+            except Exception as err:  # noqa: BLE001
+                r["over"].append((name, sname, -1, f"error: {str(err)[:80]}"))
+                continue
+            if at is not None:
+                r["over"].append((name, sname, at, data[: at + 1].decode("utf-8", "replace")[-60:]))
+            elif not acc:
+                r["final_refused"].append((name, sname, text[:80]))
+    for v in invalid:
+        text = json.dumps(v)
+        if not _closed(text):
+            continue
+        r["invalid_walks"] += 1
+        try:
+            at, acc = first_refused(make, text.encode("utf-8"))
+        except Timeout:
+            raise
+        except Exception:  # noqa: BLE001
+            continue
+        if at is None:
+            r["under"] += 1
+            r["invalid_accepted"] += int(acc)
+    return r
+
+
+def _in_child(budget: float, *args: Any) -> dict | None:
+    """:func:`_one_file` in a forked process killed after ``budget`` s (native code that
+    never returns to Python, e.g. a regex-to-DFA blow-up, ignores SIGALRM)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def target() -> None:
+        send.send(_one_file(*args))
+
+    proc = ctx.Process(target=target)
+    proc.start()
+    out = recv.recv() if recv.poll(budget) else None
+    proc.join(0.1)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    return out
+
+
+def mask_errors(
+    files: list[Path], engines: tuple[str, ...] = ENGINES_MASK, budget: float = 30.0
+) -> dict:
+    """Over- and under-constraining counts per engine on MaskBench files.
+
+    ``budget``: seconds per engine and file (compile and all walks); past it the schema
+    counts as refused (a timeout).
+    """
+    out: dict[str, Any] = {e: _empty_record() for e in engines}
     n_valid = n_invalid = 0
-    for f in files:
+    signal.signal(signal.SIGALRM, _alarm)
+    for e in engines:  # per-vocabulary set-up outside the per-schema budget
+        compile_byte_engine(e, {"type": "string"})
+    for k, f in enumerate(files):
         doc = json.loads(f.read_text())
         schema = doc["schema"]
         tests = doc.get("tests", [])
@@ -257,41 +333,26 @@ def mask_errors(files: list[Path], engines: tuple[str, ...] = ENGINES_MASK) -> d
         n_invalid += len(invalid)
         for e in engines:
             r = out[e]
-            try:
-                make = compile_byte_engine(e, schema)
-            except Exception as err:  # noqa: BLE001 - every refusal is a declared-coverage miss
-                r["refused"].append((f.stem, str(err)[:120]))
-                continue
-            r["compiled"] += 1
-            for v in valid:
-                for sname, ser in SERIALISATIONS.items():
-                    text = ser(v)
-                    data = text.encode("utf-8")
-                    r["walks"] += 1
-                    try:
-                        at, acc = first_refused(make, data)
-                    except Exception as err:  # noqa: BLE001
-                        r["over"].append((f.stem, sname, -1, f"error: {str(err)[:80]}"))
-                        continue
-                    if at is not None:
-                        r["over"].append(
-                            (f.stem, sname, at, data[: at + 1].decode("utf-8", "replace")[-60:])
-                        )
-                    elif not acc:
-                        r["final_refused"].append((f.stem, sname, text[:80]))
-            for v in invalid:
-                text = json.dumps(v)
-                if not _closed(text):
-                    continue
-                r["invalid_walks"] += 1
+            if e == "outlines":
+                part = _in_child(budget, e, f.stem, schema, valid, invalid)
+            else:
+                signal.setitimer(signal.ITIMER_REAL, budget)
                 try:
-                    at, acc = first_refused(make, text.encode("utf-8"))
-                except Exception:  # noqa: BLE001
-                    continue
-                if at is None:
-                    r["under"] += 1
-                    r["invalid_accepted"] += int(acc)
-    out["_n"] = {"files": len(files), "valid": n_valid, "invalid": n_invalid}
+                    part = _one_file(e, f.stem, schema, valid, invalid)
+                except Timeout:
+                    part = None
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            if part is None:
+                r["timeouts"] += 1
+                r["refused"].append((f.stem, f"timeout {budget:g} s"))
+                continue
+            for key, val in part.items():
+                r[key] = r[key] + val
+        if k % 50 == 0:
+            print(f"[{k}/{len(files)}] {f.stem}", flush=True)
+    out["_n"] = {"files": len(files), "valid": n_valid, "invalid": n_invalid, "budget": budget}
+    out["_n"]["args"] = f"--budget {budget:g}"
     return out
 
 
@@ -525,6 +586,9 @@ def generate(
             signal.setitimer(signal.ITIMER_REAL, budget)
             try:
                 if e.startswith("potentia"):
+                    t0 = time.perf_counter()
+                    pt.json(schema)  # declared coverage, apart from the sampling budget
+                    rec.update(declared=True, compile_s=time.perf_counter() - t0)
                     r = run_potentia(
                         lm, schema, prompt, "lcd" if e.endswith("lcd") else "smc", max_tokens, seed
                     )
@@ -702,20 +766,22 @@ def report(mask: dict | None, gen: dict | None, write: bool) -> str:
             "Refused at the end: every prefix admitted, the finished text refused. "
             "Under-constraining estimate: invalid instances that are closed JSON values "
             "admitted as prefixes (no valid completion exists from them). Command: "
-            "`.venv/bin/python benchmarks/jsonschemabench.py mask --write`.\n"
+            f"`.venv/bin/python benchmarks/jsonschemabench.py mask {n.get('args', '')} --write`"
+            f" ({n['budget']:g} s per engine and schema; a timeout counts as not compiled).\n"
         )
         parts.append(
-            "| engine | schemas compiled | walks | over-constraining | "
+            "| engine | schemas compiled | timeouts | walks | over-constraining | "
             "refused at the end | invalid admitted as prefix | invalid accepted "
             "as finished |"
         )
-        parts.append("|---|---|---|---|---|---|---|")
+        parts.append("|---|---|---|---|---|---|---|---|")
         for e in ENGINES_MASK:
             r = mask.get(e)
             if r is None:
                 continue
             parts.append(
-                f"| {e} | {r['compiled']} / {n['files']} | {r['walks']} | {len(r['over'])} | "
+                f"| {e} | {r['compiled']} / {n['files']} | {r['timeouts']} | {r['walks']} | "
+                f"{len(r['over'])} | "
                 f"{len(r['final_refused'])} | {r['under']} / {r['invalid_walks']} | "
                 f"{r['invalid_accepted']} / {r['invalid_walks']} |"
             )
@@ -747,6 +813,9 @@ def main() -> None:  # noqa: D103
     sub = ap.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("mask")
     m.add_argument("--limit", type=int, default=0, help="first N MaskBench files (0: all)")
+    m.add_argument("--budget", type=float, default=20.0, help="s per engine and file")
+    m.add_argument("--sample", type=int, default=0, help="a seeded sample of N files (0: all)")
+    m.add_argument("--seed", type=int, default=0)
     m.add_argument("--save", type=Path)
     m.add_argument("--write", action="store_true")
     g = sub.add_parser("gen")
@@ -765,7 +834,13 @@ def main() -> None:  # noqa: D103
     if args.cmd == "mask":
         files = sorted(MASKBENCH.glob("*.json"))
         files = files[: args.limit] if args.limit else files
-        res = mask_errors(files)
+        if args.sample:
+            pick = np.random.default_rng(args.seed).choice(len(files), args.sample, replace=False)
+            files = [files[i] for i in sorted(pick.tolist())]
+        res = mask_errors(files, budget=args.budget)
+        res["_n"]["args"] = f"--budget {args.budget:g}" + (
+            f" --sample {args.sample} --seed {args.seed}" if args.sample else ""
+        )
         if args.save:
             args.save.write_text(json.dumps(res))
         for e in ENGINES_MASK:
