@@ -106,7 +106,7 @@ _SCHEMA_ONE = (
 _RX_META = set(r"\.^$|?*+()[]{}/")
 
 
-# ----- a fast sufficient test of the 2020-12 meta-schema --------------------------------
+# ----- a fast sufficient test of the meta-schema --------------------------------
 # ``Draft202012Validator.check_schema`` walks the meta-schema's ``$dynamicRef`` chain through
 # eight vocabulary documents for every subschema: ~9 ms on a typical MaskBench schema, the
 # largest part of a compile. :func:`_meta_ok` checks the same keywords directly. It only
@@ -136,8 +136,18 @@ _ANCHOR_RX = re.compile(r"^[A-Za-z_][-A-Za-z0-9._]*$")
 _ID_RX = re.compile(r"^[^#]*#?$")
 
 
-def _conforms(value: Any, fmt: str) -> bool:
-    return jsonschema.Draft202012Validator.FORMAT_CHECKER.conforms(value, fmt)
+#: The dialects the shortcut knows, by validator class: 4, 6, 7 (draft-0x) and 2020 (2020-12).
+_META_DRAFTS = {
+    jsonschema.Draft4Validator: 4,
+    jsonschema.Draft6Validator: 6,
+    jsonschema.Draft7Validator: 7,
+    jsonschema.Draft202012Validator: 2020,
+}
+_CHECKERS = {d: cls.FORMAT_CHECKER for cls, d in _META_DRAFTS.items()}
+
+
+def _conforms(value: Any, fmt: str, d: int = 2020) -> bool:
+    return _CHECKERS[d].conforms(value, fmt)
 
 
 def _is_num(v: Any) -> bool:
@@ -148,21 +158,43 @@ def _str_set(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v) and len(set(v)) == len(v)
 
 
-def _meta_ok(node: Any) -> bool:  # noqa: C901
-    """``True`` only if ``node`` is valid for the 2020-12 meta-schema with format checking."""
+def _meta_ok(node: Any, d: int = 2020) -> bool:  # noqa: C901
+    """``True`` only if ``node`` is valid for dialect ``d``'s meta-schema with format checking.
+
+    ``d`` is 4, 6, 7 or 2020 (see :data:`_META_DRAFTS`). The checks are 2020-12's, with
+    the older drafts' rules where theirs are looser or different (boolean schemas,
+    ``exclusiveMinimum``, ``items`` arrays, non-empty ``required``/``enum`` in draft-04);
+    a check stricter than the dialect's only sends more schemas to ``check_schema``.
+    """
     if isinstance(node, bool):
-        return True
+        return d != 4
     if not isinstance(node, dict):
         return False
     for k, v in node.items():
-        if k in _META_ONE:
-            ok = _meta_ok(v)
+        if d == 4 and k in ("additionalItems", "additionalProperties") and isinstance(v, bool):
+            ok = True
+        elif d != 2020 and k == "items" and isinstance(v, list):
+            ok = len(v) > 0 and all(_meta_ok(s, d) for s in v)
+        elif d != 2020 and k == "additionalItems":
+            ok = _meta_ok(v, d)
+        elif d == 4 and k in ("exclusiveMinimum", "exclusiveMaximum"):
+            ok = isinstance(v, bool) and k.replace("exclusiveM", "m") in node
+        elif d == 4 and k in ("required", "enum"):
+            ok = _str_set(v) and len(v) > 0  # draft-04 enum: non-empty, unique (strings here)
+        elif d == 4 and k == "id":
+            ok = isinstance(v, str)
+        elif d == 4 and k == "dependencies":
+            ok = isinstance(v, dict) and all(
+                (_str_set(x) and len(x) > 0) or _meta_ok(x, d) for x in v.values()
+            )
+        elif k in _META_ONE:
+            ok = _meta_ok(v, d)
         elif k in _META_MAPS:
-            ok = isinstance(v, dict) and all(_meta_ok(s) for s in v.values())
+            ok = isinstance(v, dict) and all(_meta_ok(s, d) for s in v.values())
             if ok and k == "patternProperties":
-                ok = all(_conforms(p, "regex") for p in v)
+                ok = all(_conforms(p, "regex", d) for p in v)
         elif k in _META_LISTS:
-            ok = isinstance(v, list) and len(v) > 0 and all(_meta_ok(s) for s in v)
+            ok = isinstance(v, list) and len(v) > 0 and all(_meta_ok(s, d) for s in v)
         elif k == "type":
             if isinstance(v, str):
                 ok = v in _SIMPLE_TYPES
@@ -179,13 +211,13 @@ def _meta_ok(node: Any) -> bool:  # noqa: C901
         elif k in _META_STR:
             ok = isinstance(v, str)
         elif k == "pattern":
-            ok = isinstance(v, str) and _conforms(v, "regex")
+            ok = isinstance(v, str) and _conforms(v, "regex", d)
         elif k in _META_URIREF:
-            ok = isinstance(v, str) and _conforms(v, "uri-reference")
+            ok = isinstance(v, str) and _conforms(v, "uri-reference", d)
         elif k == "$id":
-            ok = isinstance(v, str) and bool(_ID_RX.search(v)) and _conforms(v, "uri-reference")
+            ok = isinstance(v, str) and bool(_ID_RX.search(v)) and _conforms(v, "uri-reference", d)
         elif k == "$schema":
-            ok = isinstance(v, str) and _conforms(v, "uri")
+            ok = isinstance(v, str) and _conforms(v, "uri", d)
         elif k in _META_ANCHOR:
             ok = isinstance(v, str) and bool(_ANCHOR_RX.search(v))
         elif k in ("enum", "examples"):
@@ -195,13 +227,13 @@ def _meta_ok(node: Any) -> bool:  # noqa: C901
         elif k == "dependentRequired":
             ok = isinstance(v, dict) and all(_str_set(x) for x in v.values())
         elif k == "dependencies":
-            ok = isinstance(v, dict) and all(_str_set(x) or _meta_ok(x) for x in v.values())
+            ok = isinstance(v, dict) and all(_str_set(x) or _meta_ok(x, d) for x in v.values())
         elif k in _META_SURE:
             ok = True
         elif k == "$vocabulary":
             ok = False  # rare: left to jsonschema
         else:
-            ok = True  # the 2020-12 meta-schema says nothing about other keywords
+            ok = True  # the meta-schemas say nothing about other keywords
         if not ok:
             return False
     return True
@@ -806,7 +838,7 @@ class JSONSchema(LLGConstraint):
             raise ValueError(f"`property_order` is {property_order!r}; use 'any' or 'schema'.")
         cls = _validator_class(schema)
         try:
-            if cls is not jsonschema.Draft202012Validator or not _meta_ok(schema):
+            if cls not in _META_DRAFTS or not _meta_ok(schema, _META_DRAFTS[cls]):
                 cls.check_schema(schema)
         except jsonschema.SchemaError as e:
             where = "/" + "/".join(_ptr_escape(str(p)) for p in e.path)

@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 from jsonschema import Draft202012Validator
 
-from potentia.constraints.json_schema import JSONSchema, _meta_ok
+from potentia.constraints.json_schema import _META_DRAFTS, JSONSchema, _meta_ok, _validator_class
 
 DATA = Path("/work/shared/data")
 VALUES = [
@@ -98,9 +98,16 @@ def _mutants(schemas: list, rng: random.Random) -> list:
     return out
 
 
-def _valid(s) -> bool:
+def _cls(s) -> type:
     try:
-        Draft202012Validator.check_schema(s)
+        return _validator_class(s)
+    except ValueError:
+        return Draft202012Validator
+
+
+def _valid(s, cls=Draft202012Validator) -> bool:
+    try:
+        cls.check_schema(s)
     except jsonschema.SchemaError:
         return False
     return True
@@ -112,8 +119,15 @@ def test_meta_shortcut_is_sufficient():
     cases = schemas + _mutants(schemas, random.Random(0))
     wrong = [s for s in cases if _meta_ok(s) and not _valid(s)]
     assert not wrong, json.dumps(wrong[0])[:500]
+    # each schema under its own dialect (draft-04/06/07 in MaskBench), and under the others
+    for s in cases:
+        for cls, d in _META_DRAFTS.items():
+            if (cls is _cls(s) or d == 4) and _meta_ok(s, d):
+                assert _valid(s, cls), (d, json.dumps(s)[:500])
     # the shortcut is worth having: it decides most real schemas itself
-    assert sum(map(_meta_ok, schemas)) >= 0.9 * sum(map(_valid, schemas))
+    own = [(s, _cls(s)) for s in schemas if _cls(s) in _META_DRAFTS]
+    sure = sum(_meta_ok(s, _META_DRAFTS[c]) for s, c in own)
+    assert sure >= 0.8 * sum(_valid(s, c) for s, c in own)
 
 
 @pytest.mark.parametrize(
@@ -134,6 +148,28 @@ def test_bad_schemas_keep_jsonschemas_message(bad):
     assert not _meta_ok(bad)
     with pytest.raises(jsonschema.SchemaError) as e:
         Draft202012Validator.check_schema(bad)
+    with pytest.raises(ValueError, match="not a valid JSON Schema") as ours:
+        JSONSchema(bad)
+    assert e.value.message in str(ours.value)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"properties": {"a": True}},
+        {"exclusiveMinimum": True},
+        {"minimum": 0, "exclusiveMinimum": 1},
+        {"required": []},
+        {"enum": []},
+        {"additionalItems": 1},
+        {"items": [1]},
+    ],
+)
+def test_bad_draft4_schemas_keep_jsonschemas_message(bad):
+    bad = {"$schema": "http://json-schema.org/draft-04/schema#", **bad}
+    assert not _meta_ok(bad, 4)
+    with pytest.raises(jsonschema.SchemaError) as e:
+        jsonschema.Draft4Validator.check_schema(bad)
     with pytest.raises(ValueError, match="not a valid JSON Schema") as ours:
         JSONSchema(bad)
     assert e.value.message in str(ours.value)
