@@ -7,6 +7,7 @@ door checks every argument before any LM call.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -103,6 +104,7 @@ def _trie_method(cls_name: str) -> Callable[..., Result]:
     ):
         cls = getattr(asap, cls_name)
         lm = _lm_potential(model, prompt)
+        prefill(lm, progress)
         c = coerce_constraint(lm, constraint)
         if stop:
             lm = StopAt(lm, stop)  # locally normalised: θ stays an upper bound
@@ -147,6 +149,60 @@ def _check_context_window(model: Any, prompt: Any, max_tokens: int) -> None:
             f"the model's context window of {window} tokens; shorten the prompt or pass "
             f"max_tokens <= {max(window - n, 0)}."
         )
+
+
+#: Prompts of more tokens than this are prefilled in chunks with a progress bar (when
+#: ``progress`` is not ``False``); shorter ones in one forward.
+PREFILL_PROGRESS_TOKENS = 2048
+#: Tokens per forward of a chunked prefill.
+PREFILL_CHUNK = 512
+
+
+def prefill(lm: Potential, progress: bool | None = None) -> bool:
+    """Prefill a long prompt of a ``potentia.LM`` potential in chunks, with a progress bar.
+
+    Does nothing (returns ``False``) for a potential that is not a transformer LM's, one
+    already prefilled, a prompt of at most :data:`PREFILL_PROGRESS_TOKENS` tokens, or
+    ``progress=False``. Otherwise runs the prompt ``PREFILL_CHUNK`` tokens per forward,
+    each continuing the cache of the chunks before (the same scores as one forward, up to
+    float rounding), shows a bar (``None``: after 2 s, never under pytest), and stores the
+    cache where the potential's own lazy prefill would have (so it is not run again).
+
+    Returns:
+        Whether the chunked prefill ran.
+    """
+    ids = getattr(lm, "prompt_ids", None)
+    backend = getattr(getattr(lm, "lm", None), "backend", None)
+    if (
+        progress is False
+        or ids is None
+        or backend is None
+        or not hasattr(backend, "extend")
+        or getattr(lm, "_prompt", True) is not None
+        or len(ids) <= PREFILL_PROGRESS_TOKENS
+    ):
+        return False
+    bar = None
+    if not (progress is None and "PYTEST_CURRENT_TEST" in os.environ):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=len(ids), desc="prefill", unit="tok", delay=0 if progress else 2.0, leave=False
+        )
+    cache, scores = None, None
+    try:
+        for i in range(0, len(ids), PREFILL_CHUNK):
+            chunk = np.asarray([ids[i : i + PREFILL_CHUNK]], dtype=np.int64)
+            scores, cache = backend.extend(cache, None, chunk)
+            if bar is not None:
+                bar.update(chunk.shape[1])
+    finally:
+        if bar is not None:
+            bar.close()
+    if hasattr(backend, "_check_prompt_cache"):
+        backend._check_prompt_cache(cache)
+    lm._prompt = (cache, scores[0, -1])
+    return True
 
 
 def _lm_potential(model: Any, prompt: Any) -> Potential:
@@ -442,6 +498,7 @@ def sample(
         )
         return _finish(out, constraint, stops)
     lm = _lm_potential(model, prompt)
+    prefill(lm, progress)  # a long prompt: chunked, with a bar
     c = _coerce_constraint(constraint, lm.vocab)
     if top_k is not None or top_p is not None:
         lm = Truncate(lm, top_k, top_p)  # the declared LM: top-k / top-p renormalised rows
