@@ -17,9 +17,17 @@ valid outputs among finished particles, dead particles (killed by the token samp
 truncated particles (``max_tokens`` reached) and the fraction of wall time spent outside
 the model's forward pass (timed by hooks on the shared ``torch.nn.Module``).
 
+Systems: potentia and genlm-control on the fp32 model (genlm-control's default CPU setup;
+the same-backend ratio), and both again on a bf16 copy of the model (``LM.default(dtype=
+"bf16")``; genlm-control is handed that model object). Systems are interleaved: each of
+``--rounds`` rounds runs every system once per task, ``--runs`` SMC runs each; the figures
+are sums over rounds. ``speedup_*`` is potentia's fastest row against genlm-control's
+default (fp32); ``speedup_bf16_*`` compares both on bf16; ``same_backend_*`` both on fp32.
+
 Usage::
 
-    .venv/bin/python benchmarks/awrs_vs_genlm.py [--runs 3] [--tasks a,b,c] [--no-write]
+    .venv/bin/python benchmarks/awrs_vs_genlm.py [--runs 3] [--rounds 2] [--tasks a,b,c]
+        [--no-write]
 """
 
 from __future__ import annotations
@@ -105,6 +113,13 @@ class Stats:
     dead: int = 0
     truncated: int = 0
     samples: list = field(default_factory=list)
+
+    def add(self, other: Stats) -> None:
+        for k in ("wall", "forward", "tokens", "checks", "masks", "finished", "valid"):
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+        self.dead += other.dead
+        self.truncated += other.truncated
+        self.samples += other.samples
 
     def row(self, task: str, system: str) -> dict:
         return {
@@ -263,72 +278,113 @@ def table(rows: list[dict], ratios: dict) -> str:
         for r in rows
     )
     rat = "".join(
-        f"| {t} | {v['speedup']:.2f}× | {v['checks']:.2f} vs {v['genlm_checks']:.2f} |\n"
+        f"| {t} | {v['speedup']:.2f}× ({v['best']}) | {v['same']:.2f}× | {v['bf16']:.2f}× "
+        f"| {v['checks']:.2f} vs {v['genlm_checks']:.2f} |\n"
         for t, v in ratios.items()
     )
     return (
-        head
-        + body
-        + "\n| task | tokens/s, potentia ÷ genlm | checks/token, potentia vs genlm |\n"
-        + "|---|---:|---:|\n"
+        head + body + "\n| task | tokens/s, fastest potentia ÷ genlm fp32 | same backend (fp32) "
+        "| both bf16 | checks/token, potentia vs genlm (fp32) |\n"
+        + "|---|---:|---:|---:|---:|\n"
         + rat
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3, help="SMC runs per task and system")
+    ap.add_argument("--runs", type=int, default=3, help="SMC runs per task, system and round")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of all systems")
     ap.add_argument("--tasks", default="a,b,c")
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    lm = LM.default()
-    timer = ForwardTimer(lm.model)
-    rows, per = [], {}
-    for name in args.tasks.split(","):
-        task = TASKS[name]
-        for system, fn in (("potentia", run_potentia), ("genlm-control", run_genlm)):
-            st = fn(task, lm, timer, args.runs)
-            r = st.row(name, system)
-            rows.append(r)
-            per[(name, system)] = r
-            print(r, "e.g.", st.samples[:2], flush=True)
+    lms = {"fp32": LM.default()}
+    notes = []
+    try:
+        lms["bf16"] = LM.default(dtype="bf16")
+    except ValueError as err:  # no bf16 arithmetic on this CPU
+        notes.append(f"bf16 rows not run: {err}")
+    timers = {k: ForwardTimer(v.model) for k, v in lms.items()}
+    systems = [
+        (f"{name}{'' if dt == 'fp32' else ' ' + dt}", fn, dt)
+        for dt in lms
+        for name, fn in (("potentia", run_potentia), ("genlm-control", run_genlm))
+    ]
+    tasks = args.tasks.split(",")
+    acc: dict[tuple[str, str], Stats] = {}
+    failed: dict[tuple[str, str], str] = {}
+    for _ in range(args.rounds):
+        for name in tasks:
+            for system, fn, dt in systems:
+                if (name, system) in failed:
+                    continue
+                try:
+                    st = fn(TASKS[name], lms[dt], timers[dt], args.runs)
+                except Exception as err:  # e.g. genlm-control refusing a bf16 model
+                    failed[(name, system)] = f"{type(err).__name__}: {err}"[:200]
+                    print(system, name, "failed:", failed[(name, system)], flush=True)
+                    continue
+                acc.setdefault((name, system), Stats()).add(st)
+                print(name, system, st.row(name, system), "e.g.", st.samples[:2], flush=True)
+    per = {k: v.row(*k) for k, v in acc.items()}
+    rows = [per[(t, s)] for t in tasks for s, _, _ in systems if (t, s) in per]
+    notes += [f"{s} on task {t} failed: {why}" for (t, s), why in failed.items()]
+
+    def tps(t, s):
+        return per[(t, s)]["tok_per_s"] if (t, s) in per else float("nan")
+
+    def best(t):  # potentia's fastest measured backend on task t
+        cands = [s for s, _, _ in systems if s.startswith("potentia") and (t, s) in per]
+        return max(cands, key=lambda s: tps(t, s)) if cands else "potentia"
+
     ratios = {
         t: {
-            "speedup": per[(t, "potentia")]["tok_per_s"] / per[(t, "genlm-control")]["tok_per_s"],
-            "checks": per[(t, "potentia")]["checks_per_tok"],
-            "genlm_checks": per[(t, "genlm-control")]["checks_per_tok"],
+            "speedup": tps(t, best(t)) / tps(t, "genlm-control"),
+            "best": best(t),
+            "same": tps(t, "potentia") / tps(t, "genlm-control"),
+            "bf16": tps(t, "potentia bf16") / tps(t, "genlm-control bf16"),
+            "checks": per.get((t, "potentia"), {}).get("checks_per_tok", float("nan")),
+            "genlm_checks": per.get((t, "genlm-control"), {}).get("checks_per_tok", float("nan")),
         }
-        for t in args.tasks.split(",")
+        for t in tasks
     }
     cmd = "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/awrs_vs_genlm.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )
     text = (
         f"## AWRS: potentia vs genlm-control 0.4.1 (Gemma 3 270M)\n\n"
-        f"`{cmd.strip()}` — {args.runs} SMC runs per task and system, {N_PARTICLES} particles, "
+        f"`{cmd.strip()}` — {args.rounds} interleaved rounds × {args.runs} SMC runs per task "
+        f"and system (figures summed), {N_PARTICLES} particles, "
         f"ESS threshold {ESS}, max_tokens a={TASKS['a'].max_tokens} b={TASKS['b'].max_tokens} "
         f"c={TASKS['c'].max_tokens}, 1 torch thread, {platform.processor() or platform.machine()}"
-        f", {os.cpu_count()} CPUs (shared).\n\n" + table(rows, ratios)
+        f", {os.cpu_count()} CPUs (shared with other jobs: noisy). fp32 rows share one model "
+        'object, bf16 rows another (`LM.default(dtype="bf16")`).\n\n'
+        + table(rows, ratios)
+        + "".join(f"\n- {n}" for n in notes)
     )
     print(text)
     if not args.no_write:
         write_section("awrs_vs_genlm", text)
-    g = {k: v for k, v in per.items()}
 
     def val(t, s, k, default=float("nan")):
-        return g[(t, s)][k] if (t, s) in g else default
+        return per[(t, s)][k] if (t, s) in per else default
 
-    outside = max(r["outside_fwd"] for r in rows if r["system"] == "potentia")
+    def r(t, k):
+        return ratios.get(t, {}).get(k, float("nan"))
+
+    fast = {t: ratios[t]["best"] for t in tasks}
+    outside = max(
+        (val(t, fast[t], "outside_fwd") for t in tasks if t in ("a", "b")), default=float("nan")
+    )
     print(
         "BENCH awrs"
-        f" speedup_a={ratios.get('a', {}).get('speedup', float('nan')):.2f}"
-        f" speedup_b={ratios.get('b', {}).get('speedup', float('nan')):.2f}"
+        f" speedup_a={r('a', 'speedup'):.2f} speedup_b={r('b', 'speedup'):.2f}"
+        f" speedup_bf16_a={r('a', 'bf16'):.2f} speedup_bf16_b={r('b', 'bf16'):.2f}"
+        f" same_backend_a={r('a', 'same'):.2f} same_backend_b={r('b', 'same'):.2f}"
         f" checks_per_token_a={val('a', 'potentia', 'checks_per_tok'):.2f}"
         f" checks_per_token_b={val('b', 'potentia', 'checks_per_tok'):.2f}"
         f" dead_c={val('c', 'potentia', 'dead', -1)}"
-        f" genlm_dead_c={val('c', 'genlm-control', 'dead', -1)}"
         f" outside_lm_frac={outside:.3f}"
     )
 
