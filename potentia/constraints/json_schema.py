@@ -48,7 +48,13 @@ import referencing.exceptions
 import referencing.jsonschema
 
 from potentia.constraints.json_spelling import START, Lex, Spelling
-from potentia.constraints.llg import NO_FORCING, LLGConstraint, _check_limits, llg_tokenizer
+from potentia.constraints.llg import (
+    NO_FORCING,
+    LLGConstraint,
+    _check_limits,
+    bytes_vocab,
+    llg_tokenizer,
+)
 from potentia.potentials.base import Vocabulary
 
 __all__ = ["json_schema", "JSONSchema", "relax_schema", "restrict_schema", "MODES", "EARLY", "LATE"]
@@ -884,7 +890,7 @@ class JSONSchema(LLGConstraint):
         """
         drop: set[str] = set()
         safe = False
-        tok = llg_tokenizer(Vocabulary.bytes256())
+        tok = llg_tokenizer(bytes_vocab())
         lim = LLGConstraint._llg_limits(self, 1)
         err = ""
         for _ in range(8):
