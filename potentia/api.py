@@ -16,7 +16,9 @@ import numpy as np
 
 from potentia.asap import asap
 from potentia.asap.trie import coerce_constraint
+from potentia.constraints.completion import BudgetGuard, CompletionTwist
 from potentia.constraints.json_schema import JSONSchema
+from potentia.constraints.llg import LLGConstraint
 from potentia.potentials.base import Potential, Vocabulary, as_potential
 from potentia.potentials.ops import (
     AutoStop,
@@ -302,6 +304,7 @@ def sample(
     top_k: int | None = None,
     top_p: float | None = None,
     stop: str | list[str] | None = None,
+    budget_guard: bool = True,
 ) -> Result:
     r"""Draw properly weighted samples of ``LM(· | prompt) × constraint``.
 
@@ -364,6 +367,13 @@ def sample(
             token, P(x · EOS) · constraint(x) when x holds none. The constraint sees the
             whole token string, stop string included; ``Result.texts`` are cut after the
             first stop string (kept), ``contexts`` are not. Every method takes it.
+        budget_guard: SMC with a constraint that ends the string itself (``pt.json``'s
+            structured mode): make the value finish within ``max_tokens``. A declared
+            restriction (:class:`~potentia.constraints.completion.BudgetGuard`): once the
+            tokens left only just suffice, the value is closed the short way; and, unless
+            ``twist`` is given, the length twist
+            :class:`~potentia.constraints.completion.CompletionTwist` guides resampling
+            (no change of target). ``False``: neither (see docs/constraints.md).
 
     A JSON constraint (``pt.json(schema)``) also gives ``Result.values``: the parsed
     values (``json.loads``), or validated instances when the schema is a Pydantic model;
@@ -378,6 +388,8 @@ def sample(
     """
     validate_run_args(particles, max_tokens, ess_threshold, on_max_tokens, "particles")
     validate_budgets(time_limit, max_lm_calls)
+    if not isinstance(budget_guard, bool):
+        raise TypeError(f"`budget_guard` is {budget_guard!r}; pass True or False.")
     stops = check_stop(stop)
     if stop is not None and not stops:
         raise ValueError("`stop` is an empty list; pass at least one stop string, or None.")
@@ -506,11 +518,17 @@ def sample(
         lm = StopAt(lm, stops)  # the declared LM: it stops at a stop string
     if float(temperature) != 1.0:
         lm = lm ** (1.0 / float(temperature))  # the declared target LM^(1/T) · constraint
+    cs = c  # the constraint the token sampler sees
     if c is not None and getattr(c, "ends_itself", False):
         lm = AutoStop(lm, c)  # a closed structured value ends the string (no EOS needed)
+        if budget_guard and isinstance(c, LLGConstraint):
+            # finish within max_tokens: a declared restriction, and a length twist
+            cs = c * BudgetGuard(c, lm.vocab, max_tokens)
+            if twist is None:
+                twist = CompletionTwist(c, lm.vocab, max_tokens)
     if sampler == "auto":
         sampler = "awrs" if (c is not None and c.hard and "awrs" in SAMPLERS) else "direct"
-    token_sampler = SAMPLERS[sampler](lm, c)
+    token_sampler = SAMPLERS[sampler](lm, cs)
     run = {
         "n_particles": particles,
         "max_tokens": max_tokens,
