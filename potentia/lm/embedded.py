@@ -33,7 +33,17 @@ from typing import Any
 
 import torch
 
-__all__ = ["cache_dir", "load_gemma", "load_smollm2", "convert_gguf", "gemma_gguf", "smollm2_gguf"]
+__all__ = [
+    "cache_dir",
+    "gemma_gguf_typed",
+    "load_gemma_llamacpp",
+    "rewrite_gguf",
+    "load_gemma",
+    "load_smollm2",
+    "convert_gguf",
+    "gemma_gguf",
+    "smollm2_gguf",
+]
 
 #: Bump when the converted folder layout changes (old folders are then ignored).
 FORMAT = 1
@@ -162,12 +172,7 @@ def _load(
     with _LOCK:
         if (key, dtype) in _LOADED:
             return _LOADED[key, dtype]
-        folder = cache_dir() / folder_name
-        if not _ready(folder):
-            if folder.exists():
-                shutil.rmtree(folder, ignore_errors=True)  # stale or incomplete
-            with tempfile.TemporaryDirectory(dir=_mkdir(cache_dir())) as work:
-                convert_gguf(make_gguf(Path(work)), folder, chat_template)
+        folder = _converted(folder_name, make_gguf, chat_template)
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(
@@ -177,6 +182,111 @@ def _load(
             model, _fast_tokenizer(folder), name=name if dtype == "fp32" else f"{name}-{dtype}"
         )
         _LOADED[key, dtype] = lm
+        return lm
+
+
+def _converted(folder_name: str, make_gguf, chat_template: str | None) -> Path:
+    """The converted transformers folder (config, fp32 weights, tokenizer), made once."""
+    folder = cache_dir() / folder_name
+    if not _ready(folder):
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # stale or incomplete
+        with tempfile.TemporaryDirectory(dir=_mkdir(cache_dir())) as work:
+            convert_gguf(make_gguf(Path(work)), folder, chat_template)
+    return folder
+
+
+def rewrite_gguf(src: Path, dst: Path, tensor_type: str) -> Path:
+    """Rewrite a (quantised) GGUF file with its weights as ``F32``, ``F16`` or ``BF16``.
+
+    Tensors stored as F32 (norms) stay F32; every other tensor is dequantised with the
+    ``gguf`` package and written in ``tensor_type``. Metadata is copied unchanged except
+    ``general.file_type``. Written under a temporary name and renamed at the end.
+    """
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    from gguf.quants import dequantize, quantize
+
+    file_types = {"F32": 0, "F16": 1, "BF16": 32}
+    if tensor_type not in file_types:
+        raise ValueError(f"`tensor_type` is {tensor_type!r}; pass 'F32', 'F16' or 'BF16'.")
+    reader = GGUFReader(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
+    writer = GGUFWriter(tmp, reader.fields["general.architecture"].contents())
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        if key == "general.file_type":
+            writer.add_key_value(key, file_types[tensor_type], GGUFValueType.UINT32)
+            continue
+        sub = field.types[-1] if field.types[0] == GGUFValueType.ARRAY else None
+        writer.add_key_value(key, field.contents(), field.types[0], sub)
+    for t in reader.tensors:
+        if t.tensor_type == Q.F32:
+            writer.add_tensor(t.name, np.asarray(t.data), raw_dtype=Q.F32)
+            continue
+        x = dequantize(t.data, t.tensor_type).astype(np.float32)
+        if tensor_type == "F32":
+            writer.add_tensor(t.name, x)
+        elif tensor_type == "F16":
+            writer.add_tensor(t.name, x.astype(np.float16))
+        else:
+            writer.add_tensor(t.name, quantize(x, Q.BF16), raw_dtype=Q.BF16)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    os.replace(tmp, dst)
+    return dst
+
+
+def gemma_gguf_typed(dtype: str = "fp16") -> Path:
+    """Gemma 3 270M's GGUF with ``dtype`` weights, in the model cache (made once).
+
+    ``"q4_k_m"`` is the shipped file; ``"fp32"``, ``"fp16"`` and ``"bf16"`` are rewritten
+    from it (:func:`rewrite_gguf`; 20-80 s once, measured on a shared 2-core machine).
+    """
+    from potentia.lm.llamacpp_backend import LLAMA_DTYPES, resolve_llama_dtype
+
+    dtype = resolve_llama_dtype(dtype)
+    folder = _mkdir(cache_dir() / f"gemma-3-270m-gguf-v{FORMAT}")
+    q4 = folder / "gemma-3-270m-q4_k_m.gguf"
+    if not q4.is_file():
+        with tempfile.TemporaryDirectory(dir=folder) as work:
+            os.replace(gemma_gguf(Path(work)), q4)
+    if dtype == "q4_k_m":
+        return q4
+    out = folder / f"gemma-3-270m-{dtype}.gguf"
+    if not out.is_file():
+        rewrite_gguf(q4, out, LLAMA_DTYPES[dtype])
+    return out
+
+
+def load_gemma_llamacpp(build: Build, dtype: str = "fp16", n_threads: int = 1) -> Any:
+    """Gemma 3 270M on the llama.cpp backend (``dtype``: fp32, fp16, bf16 or q4_k_m).
+
+    The tokenizer is the converted transformers folder's (same ids as the GGUF). Calls in
+    one process with the same arguments return the same object.
+
+    Raises:
+        ImportError: if llama-cpp-python or the model package is missing.
+        ValueError: if ``dtype`` is not a llama.cpp weight type.
+    """
+    from potentia.lm.llamacpp_backend import LlamaCppBackend, resolve_llama_dtype
+
+    dtype = resolve_llama_dtype(dtype)
+    key = ("gemma-llama.cpp", dtype, n_threads)
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        folder = _converted(f"gemma-3-270m-f32-v{FORMAT}", gemma_gguf, GEMMA_CHAT_TEMPLATE)
+        path = gemma_gguf_typed(dtype)
+        name = f"gemma-3-270m-llama.cpp-{dtype}"
+        backend = LlamaCppBackend(path, dtype=dtype, n_threads=n_threads, name=name)
+        lm = build(backend, _fast_tokenizer(folder), name=name)
+        _LOADED[key] = lm
         return lm
 
 

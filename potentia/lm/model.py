@@ -31,7 +31,10 @@ from potentia.lm.transformers_backend import (
 )
 from potentia.potentials.base import Vocabulary
 
-__all__ = ["LM"]
+__all__ = ["DEFAULT_BACKEND", "LM"]
+
+#: The backend of ``LM.default()``; the llama.cpp one is ``"llama.cpp"`` (docs/lm.md).
+DEFAULT_BACKEND = "transformers"
 
 #: Tokens that end a document or a chat turn; part of the default EOS set when present.
 END_TOKENS = ("<eos>", "<end_of_turn>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>")
@@ -136,19 +139,90 @@ class LM:
 
     # ----- construction -------------------------------------------------------------
     @classmethod
-    def default(cls, dtype: str | torch.dtype = "fp32") -> LM:
-        """The embedded default model, Gemma 3 270M (see :func:`potentia.lm.embedded.load_gemma`).
+    def default(
+        cls,
+        dtype: str | torch.dtype | None = None,
+        *,
+        backend: str = DEFAULT_BACKEND,
+        n_threads: int = 1,
+    ) -> LM:
+        """The embedded default model, Gemma 3 270M (see :mod:`potentia.lm.embedded`).
 
         Args:
-            dtype: ``"fp32"`` (exact; the default) or ``"bf16"`` (faster, on CPUs with bf16
-                arithmetic; see docs/lm.md for its measured distance from fp32).
+            dtype: Weight type. transformers: ``"fp32"`` (exact; its default) or ``"bf16"``
+                (CPUs with bf16 arithmetic). llama.cpp: ``"fp16"`` (its default), ``"fp32"``,
+                ``"bf16"`` or ``"q4_k_m"`` (the shipped file). docs/lm.md has the measured
+                distance of each from transformers fp32.
+            backend: ``"transformers"`` (the default) or ``"llama.cpp"``.
+            n_threads: CPU threads of the llama.cpp backend (transformers: torch's setting).
 
         Raises:
-            ValueError: if ``dtype`` is unknown, or bf16 where the CPU has no bf16.
+            ValueError: if ``backend`` or ``dtype`` is unknown, or bf16 on transformers where
+                the CPU has no bf16.
+            ImportError: for ``backend="llama.cpp"`` without llama-cpp-python.
         """
-        from potentia.lm.embedded import load_gemma
+        if backend == "transformers":
+            from potentia.lm.embedded import load_gemma
 
-        return load_gemma(cls, dtype=dtype)
+            return load_gemma(cls, dtype="fp32" if dtype is None else dtype)
+        if backend in ("llama.cpp", "llamacpp", "llama_cpp"):
+            from potentia.lm.embedded import load_gemma_llamacpp
+
+            return load_gemma_llamacpp(
+                cls, dtype="fp16" if dtype is None else dtype, n_threads=n_threads
+            )
+        raise ValueError(f"`backend` is {backend!r}; pass 'transformers' or 'llama.cpp'.")
+
+    @classmethod
+    def from_gguf(
+        cls,
+        path: str | Path,
+        tokenizer: Any,
+        *,
+        dtype: str = "q4_k_m",
+        n_threads: int = 1,
+        n_ctx: int = 8192,
+        eos: int | str | Sequence[int | str] | None = None,
+        exclude_special: bool = True,
+        name: str | None = None,
+    ) -> LM:
+        """A GGUF model on the llama.cpp backend, with its HF tokenizer.
+
+        Args:
+            path: The ``.gguf`` file.
+            tokenizer: The model's transformers tokenizer (same ids as the GGUF), or a local
+                folder holding its tokenizer files.
+            dtype: The file's weight type, for ``lm.dtype`` and messages.
+            n_threads: CPU threads for llama.cpp.
+            n_ctx: KV cells shared by all live rows (prompt + contexts).
+            eos: The end-of-sequence set (see :class:`LM`).
+            exclude_special: Leave special tokens out of the vocabulary.
+            name: A label for messages (default: the file name).
+
+        Raises:
+            ImportError: without llama-cpp-python.
+            ValueError: if ``path`` is no loadable GGUF file or ``dtype`` is unknown.
+        """
+        from potentia.lm.llamacpp_backend import LlamaCppBackend
+
+        if isinstance(tokenizer, str | Path):
+            folder = Path(tokenizer).expanduser()
+            if not folder.is_dir():
+                raise ValueError(
+                    f"`tokenizer` is {str(tokenizer)!r}, not a folder; pass a tokenizer or "
+                    "the local folder of its files."
+                )
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        backend = LlamaCppBackend(path, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx)
+        return cls(
+            backend,
+            tokenizer,
+            eos=eos,
+            exclude_special=exclude_special,
+            name=name or Path(path).stem,
+        )
 
     @classmethod
     def smollm2(cls, dtype: str | torch.dtype = "fp32") -> LM:

@@ -1,0 +1,292 @@
+"""The llama.cpp backend: a GGUF model run natively through llama-cpp-python's C API.
+
+One llama.cpp context holds a *unified* KV cache shared by a bank of sequence ids. A cache
+handle (:class:`SeqCache`) names one sequence id per row and the next position of each.
+Extending a handle never writes into its sequences: every output row gets a fresh sequence
+id from the bank, first made a copy of its source row with ``llama_memory_seq_cp`` (metadata
+only: the KV cells are shared, not copied), then the new tokens of every row go through
+*one* ``llama_decode``. Old handles therefore stay valid, as the backend contract requires
+(branching from a state twice works); a handle's sequences go back to the bank
+(``llama_memory_seq_rm``) when the handle is garbage collected.
+
+Token ids are the HF tokenizer's: the embedded GGUF and its converted transformers folder
+share one vocabulary, so every constraint and byte table works unchanged. Scores leave as
+float32 ``(m, keep, n_vocab)`` tensors, normalised in float64 by
+:func:`potentia.lm.backend.log_probs` like the transformers backend's.
+
+Weight types (``dtype``): ``"fp32"``, ``"fp16"``, ``"bf16"`` and ``"q4_k_m"`` (the shipped
+file). The first three are rewritten once from the shipped Q4_K_M with the ``gguf`` package
+into the model cache (:func:`potentia.lm.embedded.gemma_gguf_typed`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import weakref
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from potentia.lm.backend import Backend
+
+__all__ = ["LLAMA_DTYPES", "LlamaCppBackend", "SeqCache", "resolve_llama_dtype"]
+
+#: public weight-type name → GGUF tensor type name
+LLAMA_DTYPES = {"fp32": "F32", "fp16": "F16", "bf16": "BF16", "q4_k_m": "Q4_K_M"}
+_ALIASES = {"float32": "fp32", "f32": "fp32", "float16": "fp16", "f16": "fp16", "bfloat16": "bf16"}
+
+_INIT_LOCK = threading.Lock()
+_LOG_CB = None  # kept alive: llama.cpp holds the pointer
+
+
+def resolve_llama_dtype(dtype: str | torch.dtype) -> str:
+    """The public name of a llama.cpp ``dtype`` argument (``fp32``/``fp16``/``bf16``/``q4_k_m``).
+
+    Raises:
+        ValueError: for any other value, naming ``dtype`` and the accepted ones.
+    """
+    if isinstance(dtype, torch.dtype):
+        dtype = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(
+            dtype, str(dtype)
+        )
+    name = _ALIASES.get(dtype.lower(), dtype.lower()) if isinstance(dtype, str) else None
+    if name not in LLAMA_DTYPES:
+        raise ValueError(
+            f"`dtype` is {dtype!r}; the llama.cpp backend runs 'fp32', 'fp16', 'bf16' or "
+            "'q4_k_m' (the shipped GGUF) weights."
+        )
+    return name
+
+
+def _llama_cpp():
+    try:
+        import llama_cpp
+    except ImportError:
+        raise ImportError(
+            "the llama.cpp backend needs llama-cpp-python (>= 0.3.36, the llama_memory_* KV "
+            "API). Install it with `make setup` or\n"
+            "    CMAKE_ARGS=-DLLAVA_BUILD=OFF python -m pip install llama-cpp-python\n"
+            "or pass backend='transformers'."
+        ) from None
+    if not hasattr(llama_cpp, "llama_memory_seq_cp"):
+        raise ImportError(
+            f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')} has no llama_memory_* "
+            "KV API; install llama-cpp-python >= 0.3.36, or pass backend='transformers'."
+        )
+    global _LOG_CB
+    with _INIT_LOCK:
+        if _LOG_CB is None:
+            _LOG_CB = llama_cpp.llama_log_callback(lambda level, text, data: None)
+            llama_cpp.llama_log_set(_LOG_CB, ctypes.c_void_p(0))
+            llama_cpp.llama_backend_init()
+    return llama_cpp
+
+
+class SeqCache:
+    """A backend cache: one sequence id of the shared KV cache per row, and its length.
+
+    Attributes:
+        seqs: Sequence id of each row.
+        pos: Next position of each row (tokens it covers).
+    """
+
+    __slots__ = ("seqs", "pos", "__weakref__")
+
+    def __init__(self, backend: LlamaCppBackend, seqs: np.ndarray, pos: np.ndarray) -> None:
+        self.seqs = seqs
+        self.pos = pos
+        weakref.finalize(self, backend._release, seqs.tolist())
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+
+class LlamaCppBackend(Backend):
+    """A GGUF model run by llama.cpp as a :class:`Backend` (see the module docstring).
+
+    Args:
+        path: The GGUF file.
+        dtype: Its weight type, for messages and ``lm.dtype`` (not read from the file).
+        n_threads: CPU threads for llama.cpp (1: measured best on shared machines).
+        n_ctx: KV cells shared by every live row and prompt (tokens of distinct contexts).
+        n_seq_max: Sequence ids in the bank: live rows of every live handle together (also
+            the logits buffer's rows: 128 × 262k floats = 134 MB for Gemma).
+        name: A label for messages.
+
+    Raises:
+        ImportError: if llama-cpp-python is missing or too old.
+        ValueError: if ``path`` is not a GGUF file llama.cpp can load, or an argument is bad.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        dtype: str = "q4_k_m",
+        n_threads: int = 1,
+        n_ctx: int = 8192,
+        n_seq_max: int = 128,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        lc = _llama_cpp()
+        self._lc = lc
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise ValueError(f"`path` is {str(path)!r}, which is not a GGUF file.")
+        for arg, v in (("n_threads", n_threads), ("n_ctx", n_ctx), ("n_seq_max", n_seq_max)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"`{arg}` is {v!r}; pass a positive int.")
+        self.dtype = resolve_llama_dtype(dtype)
+        self.name = name or path.stem
+        self.device = torch.device("cpu")
+        mp = lc.llama_model_default_params()
+        self._model = lc.llama_model_load_from_file(str(path).encode(), mp)
+        if not self._model:
+            raise ValueError(f"`path` {str(path)!r}: llama.cpp could not load this GGUF file.")
+        vocab = lc.llama_model_get_vocab(self._model)
+        self.n_out = int(lc.llama_vocab_n_tokens(vocab))
+        eos = {int(lc.llama_vocab_eos(vocab)), int(lc.llama_vocab_eot(vocab))}
+        self.eos_token_ids = tuple(sorted(e for e in eos if 0 <= e < self.n_out))
+        self.n_batch = 512
+        cp = lc.llama_context_default_params()
+        cp.n_ctx = n_ctx
+        cp.n_batch = self.n_batch
+        cp.n_ubatch = self.n_batch
+        cp.n_seq_max = n_seq_max
+        cp.n_threads = cp.n_threads_batch = n_threads
+        cp.kv_unified = True
+        cp.swa_full = True  # rows at different positions share the sliding-window cells
+        cp.no_perf = True
+        # the logits buffer: the most outputs of one decode (not n_batch × 262k floats)
+        # (llama.cpp reserves at least n_seq_max rows)
+        cp.n_outputs_max = n_seq_max
+        self._ctx = lc.llama_init_from_model(self._model, cp)
+        if not self._ctx:
+            raise ValueError(
+                f"llama.cpp could not make a context for {str(path)!r} (n_ctx={n_ctx})."
+            )
+        self.n_outputs_max = n_seq_max
+        self._mem = lc.llama_get_memory(self._ctx)
+        self.context_window = min(int(lc.llama_model_n_ctx_train(self._model)), n_ctx)
+        self.n_threads = n_threads
+        self._free = list(range(n_seq_max - 1, -1, -1))
+        self._lock = threading.Lock()
+        self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
+        b = self._batch
+        n = self.n_batch
+        self._tok = np.ctypeslib.as_array(b.token, shape=(n,))
+        self._pos = np.ctypeslib.as_array(b.pos, shape=(n,))
+        self._nseq = np.ctypeslib.as_array(b.n_seq_id, shape=(n,))
+        self._out = np.ctypeslib.as_array(b.logits, shape=(n,))
+        self._seq = [b.seq_id[i] for i in range(n)]
+        self._nseq[:] = 1
+
+    # ----- the bank of sequence ids ---------------------------------------------------
+    def _take(self, m: int) -> list[int]:
+        with self._lock:
+            if len(self._free) < m:
+                import gc
+
+                gc.collect()  # handles in reference cycles
+            if len(self._free) < m:
+                raise RuntimeError(
+                    f"the llama.cpp backend has {len(self._free)} free sequence ids and needs "
+                    f"{m}: too many live rows across states; make the backend with a larger "
+                    "`n_seq_max` (at most 256 in llama.cpp)."
+                )
+            return [self._free.pop() for _ in range(m)]
+
+    def _release(self, seqs: list[int]) -> None:
+        if getattr(self, "_ctx", None) is None:
+            return
+        with self._lock:
+            for s in seqs:
+                self._lc.llama_memory_seq_rm(self._mem, s, -1, -1)
+            self._free.extend(seqs)
+
+    # ----- the contract ---------------------------------------------------------------
+    def _cache_rows(self, cache: SeqCache) -> int:
+        return len(cache)
+
+    def _extend(self, cache, rows, ids, keep):
+        lc = self._lc
+        ids_np = ids.cpu().numpy().astype(np.int32)
+        m, k = ids_np.shape
+        keep = min(int(keep), k)
+        if cache is None:
+            src, start = None, np.zeros(m, dtype=np.int64)
+        else:
+            sel = np.arange(len(cache)) if rows is None else np.asarray(rows, dtype=np.int64)
+            src, start = cache.seqs[sel], cache.pos[sel]
+        if (start + k > self.context_window).any():
+            raise ValueError(
+                f"a context would reach {int((start + k).max())} tokens; the llama.cpp "
+                f"context holds {self.context_window} (make the backend with a larger `n_ctx`)."
+            )
+        new = np.asarray(self._take(m), dtype=np.int64)
+        handle = SeqCache(self, new, start + k)  # owns `new` from here (freed with it)
+        if src is not None:
+            for s, d in zip(src.tolist(), new.tolist(), strict=True):
+                lc.llama_memory_seq_cp(self._mem, s, d, -1, -1)
+        # token order: row-major; outputs (the last `keep` of each row) in the same order
+        tok = ids_np.reshape(-1)
+        pos = (start[:, None] + np.arange(k)[None]).reshape(-1)
+        seq = np.repeat(new, k)
+        out = np.zeros((m, k), dtype=np.int8)
+        out[:, k - keep :] = 1
+        out = out.reshape(-1)
+        result = np.empty((m * keep, self.n_out), dtype=np.float32)
+        done = 0
+        total = len(tok)
+        i = 0
+        while i < total:
+            j = i + self.n_batch
+            # at most n_outputs_max outputs per decode
+            cum = np.cumsum(out[i:j])
+            if cum[-1] > self.n_outputs_max:
+                j = i + int(np.searchsorted(cum, self.n_outputs_max, side="right"))
+            j = min(j, total)
+            n = j - i
+            self._tok[:n] = tok[i:j]
+            self._pos[:n] = pos[i:j]
+            self._out[:n] = out[i:j]
+            for t in range(n):
+                self._seq[t][0] = int(seq[i + t])
+            self._batch.n_tokens = n
+            rc = lc.llama_decode(self._ctx, self._batch)
+            if rc != 0:
+                raise RuntimeError(
+                    f"llama_decode returned {rc}"
+                    + (
+                        ": no room in the KV cache; make the backend with a larger `n_ctx`."
+                        if rc == 1
+                        else "."
+                    )
+                )
+            n_o = int(out[i:j].sum())
+            if n_o:
+                ptr = lc.llama_get_logits(self._ctx)
+                result[done : done + n_o] = np.ctypeslib.as_array(ptr, shape=(n_o, self.n_out))
+                done += n_o
+            i = j
+        return torch.from_numpy(result).view(m, keep, self.n_out), handle
+
+    def close(self) -> None:
+        """Free the llama.cpp context and model (the backend is unusable afterwards)."""
+        lc = self._lc
+        if getattr(self, "_ctx", None) is not None:
+            lc.llama_batch_free(self._batch)
+            lc.llama_free(self._ctx)
+            lc.llama_model_free(self._model)
+            self._ctx = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"LlamaCppBackend({self.name!r}, {self.dtype}, threads={self.n_threads})"
