@@ -3,7 +3,8 @@
 ``potentia.LM`` (tokenizer, vocabulary, EOS set) sits on a backend (``backend.Backend``, the
 contract: batched next-token scores, a prompt prefilled once, equal contexts sharing a row,
 fork/drop on ``select``, the context window, counts of what was computed); transformers
-(fp32 / bf16) is ``transformers_backend``. ``state`` holds the potential and its batch state
+(fp32 / bf16) is ``transformers_backend``, llama.cpp (GGUF: fp32 / fp16 / bf16 / q4_k_m)
+is ``llamacpp_backend`` (imported only when used). ``state`` holds the potential and its batch state
 over any backend; ``tokenizer`` the byte tables; ``embedded`` the embedded models.
 
 ``model`` imports ``state``, ``tokenizer`` and the backends; ``embedded`` imports only
