@@ -43,7 +43,13 @@ def _env() -> dict[str, str]:
 
 def test_there_are_notebooks():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"tour", "exact_vs_masking", "json_pydantic", "asap_learning_curve", "search_and_agents"} <= names
+    assert {
+        "tour",
+        "exact_vs_masking",
+        "json_pydantic",
+        "asap_learning_curve",
+        "search_and_agents",
+    } <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

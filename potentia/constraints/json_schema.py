@@ -310,17 +310,35 @@ def _number_for_integer(t: Any) -> Any:
     return t
 
 
+#: Formats whose jsonschema check implies a regex (jsonschema's own ``_RE_DATE`` for
+#: ``date``): with formats asserted, the engine gets the regex as a ``pattern`` (where the
+#: node has none), so the prefix already follows it; the language is unchanged.
+FORMAT_PATTERNS = {"date": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+
+
 class _Relaxer:
     """Build the engine-side superset schema, remembering moved JSON pointers."""
 
-    def __init__(self, any_order: bool, drop: set[str], safe_patterns: bool) -> None:
+    def __init__(
+        self, any_order: bool, drop: set[str], safe_patterns: bool, formats: bool = False
+    ) -> None:
         self.any_order, self.drop, self.safe_patterns = any_order, drop, safe_patterns
+        self.formats = formats
         self.moved: list[tuple[str, str]] = []
 
     def run(self, s: Any, ptr: str = "") -> Any:  # noqa: C901
         if not isinstance(s, dict):
             return s
         out: dict[str, Any] = {}
+        fmt = s.get("format")
+        if (
+            self.formats
+            and isinstance(fmt, str)
+            and fmt in FORMAT_PATTERNS
+            and "pattern" not in s
+            and "pattern" not in self.drop
+        ):
+            out["pattern"] = FORMAT_PATTERNS[fmt]
         for k, v in s.items():
             if k in self.drop or k not in EARLY and k not in ("multipleOf", "required"):
                 continue
@@ -416,6 +434,7 @@ def relax_schema(
     property_order: Literal["any", "schema"] = "any",
     drop: set[str] | None = None,
     safe_patterns: bool = False,
+    formats: bool = False,
 ) -> dict | bool:
     """The superset schema given to the engine (see the module docstring).
 
@@ -424,8 +443,10 @@ def relax_schema(
         property_order: ``"any"`` (JSON semantics) or ``"schema"``.
         drop: Extra keywords to drop everywhere.
         safe_patterns: Drop ``patternProperties`` that could overlap named properties.
+        formats: ``format`` is asserted at completion: formats whose check implies a
+            regex (:data:`FORMAT_PATTERNS`) give the engine that regex as a ``pattern``.
     """
-    r = _Relaxer(property_order == "any", set(drop or ()), safe_patterns)
+    r = _Relaxer(property_order == "any", set(drop or ()), safe_patterns, formats)
     return r.fix_refs(r.run(schema))
 
 
@@ -857,6 +878,7 @@ class JSONSchema(LLGConstraint):
         _check_satisfiable(schema, cls)
         self.schema, self.whitespace, self.property_order = schema, whitespace, property_order
         self.extra, self.int_digits = extra, int_digits
+        self._formats = bool(formats)
         target = schema
         if extra == "forbid" or int_digits is not None:
             target = restrict_schema(schema, extra == "forbid", int_digits)
@@ -894,7 +916,7 @@ class JSONSchema(LLGConstraint):
         lim = LLGConstraint._llg_limits(self, 1)
         err = ""
         for _ in range(8):
-            relaxed = relax_schema(schema, self.property_order, drop, safe)
+            relaxed = relax_schema(schema, self.property_order, drop, safe, self._formats)
             lark = self._lark(relaxed)
             grammar = llguidance.LLMatcher.grammar_from_lark(NO_FORCING + lark)
             root = llguidance.LLMatcher(tok, grammar, log_level=0, limits=lim)

@@ -277,6 +277,14 @@ def load_gemma_llamacpp(build: Build, dtype: str = "fp16", n_threads: int = 1) -
     from potentia.lm.llamacpp_backend import LlamaCppBackend, resolve_llama_dtype
 
     dtype = resolve_llama_dtype(dtype)
+    if dtype == "q4_k_m":
+        # measured: the first llama_decode of the shipped Q4_K_M file segfaults with
+        # llama-cpp-python 0.3.36 as setup builds it (the high-level Llama class too)
+        raise ValueError(
+            "`dtype` is 'q4_k_m': decoding the shipped Q4_K_M Gemma file crashes this "
+            "llama.cpp build (a segfault, see docs/lm.md); use dtype='fp16' (the default, "
+            "closest to fp32), 'bf16' or 'fp32'."
+        )
     key = ("gemma-llama.cpp", dtype, n_threads)
     with _LOCK:
         if key in _LOADED:

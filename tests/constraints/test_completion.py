@@ -137,3 +137,13 @@ def test_bad_arguments():
         BudgetGuard(c, VOCAB, 0)
     with pytest.raises(ValueError, match="per_token"):
         CompletionTwist(c, VOCAB, T, per_token=0.0)
+
+
+def test_date_format_is_followed_while_writing():
+    """`format: date` gives the engine jsonschema's own date regex: same language, tighter prefix."""
+    c = pt.json({"type": "string", "format": "date"})
+    assert c.complete(list(b'"2024-06-16"')) == 0.0
+    assert c.prefix(list(b'"2024-06-16T1')) == -np.inf  # a date-time is no date
+    assert c.complete(list(b'"2024-13-40"')) == -np.inf  # the regex fits, the check does not
+    off = pt.json({"type": "string", "format": "date"}, formats=False)
+    assert off.complete(list(b'"2024-06-16T1"')) == 0.0  # an annotation only
