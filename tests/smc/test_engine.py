@@ -312,7 +312,9 @@ def test_dead_run_says_where_a_json_string_stood():
     lm = random_ngram(np.random.default_rng(0), vocab, order=1)
     toy = ToyLM(lm)
     c = pt.json({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]})
-    r = pt.sample(toy, (), c, particles=4, max_tokens=1, seed=0)
+    # with the budget guard (the default) no value fits in one token: all die at once
+    assert pt.sample(toy, (), c, particles=4, max_tokens=1, seed=0).log_z == -np.inf
+    r = pt.sample(toy, (), c, particles=4, max_tokens=1, seed=0, budget_guard=False)
     assert r.log_z == -np.inf
     assert "4 of 4 particles: EOS has weight zero at max_tokens, inside a JSON string" in r.message
     assert "raise `max_tokens`" in r.message  # the fix is still found for the refined cause
