@@ -937,9 +937,12 @@ class JSONSchema(LLGConstraint):
 
     # ----- reading through the spelling transducer (see json_spelling) ---------------
     def _spelling(self) -> Spelling:
+        # keyed by the vocabulary object this copy holds: Spelling.of may hand back the one
+        # built for an equal vocabulary, and an equality check on every read is not free
         sp = self.__dict__.get("_sp")
-        if sp is None or sp.vocab is not self.vocab:
+        if sp is None or self.__dict__.get("_sp_vocab") is not self.vocab:
             sp = self._sp = Spelling.of(self.vocab)
+            self._sp_vocab = self.vocab
         return sp
 
     def _row_start(self) -> Lex:
@@ -956,14 +959,25 @@ class JSONSchema(LLGConstraint):
     def _aux_of(self, context: list[int]) -> Lex:
         return self._spelling().walk(super()._tokens(context))[0]
 
+    def _run(self, context: list[int]) -> llguidance.LLMatcher | None:
+        m = super()._run(context)
+        if m is None:
+            return None
+        pend = self._aux_of(context)[1]
+        return m if not pend or self._spelling().pending_ok(m, pend) else None
+
     def _read(self, m: llguidance.LLMatcher, aux: Lex, t: int, consume: bool) -> tuple[bool, Lex]:
-        new, out = self._spelling().step(aux, t)
+        sp = self._spelling()
+        new, out = sp.step(aux, t)
         toks = [t] if out is None else out
-        if not toks:
-            return True, new  # all held in an unfinished escape: the engine is unchanged
         if consume:
-            return m.try_consume_tokens(toks) == len(toks), new
-        return m.validate_tokens(toks) == len(toks), new
+            ok = not toks or m.try_consume_tokens(toks) == len(toks)
+            # an unfinished escape at the end must still be able to give a character
+            return ok and (not new[1] or sp.pending_ok(m, new[1])), new
+        if new[1]:
+            head = b"".join(self.vocab.tokens[x] for x in toks)
+            return sp.pending_ok(m, new[1], head), new
+        return not toks or m.validate_tokens(toks) == len(toks), new
 
     def _fix_bits(
         self, matchers: list[llguidance.LLMatcher], auxes: list[Lex], bits: np.ndarray

@@ -15,6 +15,16 @@ its canonical image (an unfinished escape at the end left out) is viable for the
 The canonical image only grows as bytes arrive, so the prefix language stays closed under
 prefixes, and it contains every prefix of every valid document, whatever its spelling.
 
+An unfinished escape at the end is viable only if some way of finishing it gives a
+character the engine accepts there (:func:`pending_viable`): ``{"summar\u003`` is dead
+for a schema whose only key is ``summary`` (``\u0030``–``\u003f`` are ``0``–``?``), and
+``"abc\`` is dead where the string must close after ``abc``. Checking only the emitted image
+would admit such a prefix and leave the sampler with no allowed token. The condition is
+exact: a prefix ``x`` ending in an unfinished escape ``e`` extends to a valid document iff
+some completion of ``e`` decodes to a character ``c`` with ``image(x)·canon(c)`` viable
+(then a canonical rest follows), and it is monotone (a longer escape only narrows the
+characters), so the prefix language stays prefix-closed.
+
 An escape that cannot be decoded (``\x``, ``\u12G4``, a lone surrogate) passes through raw;
 the engine refuses it (lone surrogates are the one spelling JSON's grammar admits that is
 refused here; ``json.loads`` accepts them).
@@ -26,12 +36,13 @@ token masks stay native for every other token.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 
 from potentia.potentials.base import Vocabulary
 
-__all__ = ["feed", "canonical", "Spelling", "Lex", "START"]
+__all__ = ["feed", "canonical", "pending_chars", "pending_viable", "Spelling", "Lex", "START"]
 
 #: Lexer state: (inside a string, the raw bytes of an unfinished escape).
 Lex = tuple[bool, bytes]
@@ -120,6 +131,101 @@ def canonical(data: bytes) -> bytes:
     return feed(START, data)[1]
 
 
+def pending_chars(pend: bytes) -> list[tuple[int, int]]:
+    r"""The code points that a completion of the unfinished escape ``pend`` can decode to.
+
+    As inclusive ranges, surrogates excluded: a lone surrogate is flushed raw, which the
+    engine refuses (like ``\x`` and ``\u12G4``), so it gives no character.
+
+    Args:
+        pend: The held bytes of a :data:`Lex` state: ``\``, ``\u`` with 0–3 hex digits, a
+            high surrogate ``\uD8xx``, maybe followed by ``\``, ``\u`` and 0–3 hex digits.
+    """
+    n = len(pend)
+    if n == 1:  # "\": a short escape or any \u escape, so any character
+        return [(0, 0xD7FF), (0xE000, 0x10FFFF)]
+    if n <= 5:  # "\u" and k hex digits: the BMP block they start, and the pairs it begins
+        k = n - 2
+        h = int(pend[2:], 16) if k else 0
+        lo, hi = h << (4 * (4 - k)), ((h + 1) << (4 * (4 - k))) - 1
+        out = [(a, b) for a, b in ((lo, min(hi, 0xD7FF)), (max(lo, 0xE000), hi)) if a <= b]
+        a, b = max(lo, 0xD800), min(hi, 0xDBFF)
+        if a <= b:
+            out.append((0x10000 + ((a - 0xD800) << 10), 0x10000 + ((b - 0xD800) << 10) + 0x3FF))
+        return out
+    # a high surrogate held, maybe with "\", "\u" and k hex digits of its low half
+    base = 0x10000 + ((int(pend[2:6], 16) - 0xD800) << 10)
+    k = max(0, n - 8)
+    low = int(pend[8:], 16) if k else 0
+    a = max(low << (4 * (4 - k)), 0xDC00)
+    b = min(((low + 1) << (4 * (4 - k))) - 1, 0xDFFF)
+    return [(base + a - 0xDC00, base + b - 0xDC00)] if a <= b else []
+
+
+#: Code points whose canonical spelling is an escape (quote, backslash, controls).
+_ESCAPED_CODES = (*range(0x20), 0x22, 0x5C)
+#: Where the UTF-8 length changes, and the escaped code points (removed from the plain runs).
+_PLAIN_CUTS = [(0x20, 0x21), (0x23, 0x5B), (0x5D, 0x7F), (0x80, 0x7FF), (0x800, 0xFFFF)]
+_PLAIN_CUTS.append((0x10000, 0x10FFFF))
+_LEAD_MASK = {1: 0x7F, 2: 0x1F, 3: 0x0F, 4: 0x07}
+
+
+def _decode_raw(data: bytes) -> int:
+    """The code point a full-length UTF-8 byte pattern stands for (no validity checks)."""
+    cp = data[0] & _LEAD_MASK[len(data)]
+    for b in data[1:]:
+        cp = (cp << 6) | (b & 0x3F)
+    return cp
+
+
+def _search(ok: Callable[[bytes], bool], head: bytes, lo: int, hi: int) -> bool:
+    """Whether ``ok(head + utf8(c))`` for some ``c`` in ``[lo, hi]`` (one UTF-8 length).
+
+    Depth first over the bytes, pruning every byte prefix the engine refuses (``ok`` is a
+    prefix-viability test, so a refused prefix has no accepted extension).
+    """
+    n = len(chr(lo).encode())
+
+    def go(prefix: bytes, lo: int, hi: int) -> bool:
+        d, rest = len(prefix), n - len(prefix) - 1
+        for x in range(chr(lo).encode()[d], chr(hi).encode()[d] + 1):
+            block = prefix + bytes([x])
+            s = max(lo, _decode_raw(block + b"\x80" * rest))
+            e = min(hi, _decode_raw(block + b"\xbf" * rest))
+            if s > e or not ok(head + block):
+                continue
+            if rest == 0 or go(block, s, e):
+                return True
+        return False
+
+    return go(b"", lo, hi)
+
+
+def pending_viable(ok: Callable[[bytes], bool], pend: bytes, head: bytes = b"") -> bool:
+    r"""Whether the unfinished escape ``pend`` can still give a character the engine takes.
+
+    Exact: some code point ``c`` of :func:`pending_chars` has ``ok(head + canon(c))``,
+    with ``canon`` the canonical spelling (``\n`` for a newline, the UTF-8 bytes of a
+    plain character). Cost: one ``ok`` call per character tried where the engine takes
+    anything (inside a free string: one to four calls), at most a few hundred where it
+    takes nothing.
+
+    Args:
+        ok: Prefix viability of canonical bytes from the engine's current state (after
+            the bytes already emitted): ``ok(data)`` is true iff ``data`` can be continued
+            to a document the engine accepts.
+        pend: The unfinished escape (a :data:`Lex` state's second part; not empty).
+        head: Canonical bytes emitted before the escape and not yet given to the engine.
+    """
+    ranges = pending_chars(pend)
+    for lo, hi in ranges:
+        for a, b in _PLAIN_CUTS:
+            s, e = max(lo, a), min(hi, b)
+            if s <= e and _search(ok, head, s, e):
+                return True
+    return any(lo <= c <= hi and ok(head + _char(c)) for lo, hi in ranges for c in _ESCAPED_CODES)
+
+
 _CACHE: weakref.WeakKeyDictionary[Vocabulary, Spelling] = weakref.WeakKeyDictionary()
 
 
@@ -193,6 +299,22 @@ class Spelling:
             raise ValueError(
                 f"{e} The JSON constraint needs every byte of canonical JSON text to be spellable."
             ) from None
+
+    def pending_ok(self, m: object, pend: bytes, head: bytes = b"") -> bool:
+        """:func:`pending_viable` from the state of llguidance matcher ``m`` (not changed).
+
+        ``ok(data)`` validates the tokens of ``data`` from ``m``; bytes this vocabulary
+        cannot spell count as refused.
+        """
+
+        def ok(data: bytes) -> bool:
+            try:
+                toks = self.vocab.greedy_encode(data)
+            except ValueError:
+                return False
+            return m.validate_tokens(toks) == len(toks)
+
+        return pending_viable(ok, pend, head)
 
     def step(self, state: Lex, t: int) -> tuple[Lex, list[int] | None]:
         """Read token ``t`` from ``state``.
