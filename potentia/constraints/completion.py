@@ -22,7 +22,10 @@ budget. ``n(x)`` is a heuristic (an upper bound on the shortest completion, not 
 shortest); ψ stays positive everywhere, so no string the target weights is ever excluded.
 
 Cost: per particle and token, one greedy walk of a byte-level copy of the grammar
-(tens of microseconds per byte); the walk is cached per grammar state reached.
+(tens of microseconds per byte). The walk is a function of the bytes read so far, so it is
+memoised by them, once per constraint: the twist and the guard share one byte-level copy
+and one memo, and a walk also answers every prefix on its own path (from ``x + g[:k]`` the
+greedy walk is ``g[k:]``), which is where particles that close their values go.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ _ORDER = list(_PREFER) + [b for b in range(256) if b not in _PREFER]
 
 
 def greedy_completion(
-    c: LLGConstraint, m: object, aux: object, max_bytes: int = 256
+    c: LLGConstraint, m: object, aux: object, max_bytes: int = 256, context: bytes = b""
 ) -> bytes | None:
     """A short byte string that completes the byte-level matcher ``m`` (not mutated).
 
@@ -53,6 +56,8 @@ def greedy_completion(
         m: One of its matchers (an ``LLGState`` row).
         aux: The row's reading state.
         max_bytes: Give up after this many bytes.
+        context: The bytes ``m`` has read (only used to rebuild a matcher if the engine
+            hits a resource limit while computing a mask).
     """
     m = m.deep_copy()
     out = bytearray()
@@ -63,7 +68,7 @@ def greedy_completion(
             return bytes(out)
         if len(out) == max_bytes:
             return None
-        bits = c._mask_bits([m], [list(out)], [aux])[0]
+        bits = c._mask_bits([m], [list(context + out)], [aux])[0]
         for b in _ORDER:
             if bits[b]:
                 ok, aux = c._read(m, aux, b, True)
@@ -74,6 +79,21 @@ def greedy_completion(
         else:
             return None
     return None
+
+
+def _byte_level(c: LLGConstraint) -> LLGConstraint:
+    """``c`` lifted to bytes, once per constraint (the twist and the guard share it)."""
+    b = c.__dict__.get("_completion_bytes")
+    if b is None:
+        b = c.lift(Vocabulary.bytes256())
+        c.__dict__["_completion_bytes"] = b
+    return b
+
+
+def _memo_of(bytes_c: LLGConstraint, max_bytes: int) -> dict[bytes, bytes | None]:
+    """The greedy completions found so far for ``bytes_c``, by the bytes read."""
+    memos = bytes_c.__dict__.setdefault("_completion_memo", {})
+    return memos.setdefault(max_bytes, {})
 
 
 class CompletionTwist(Potential):
@@ -116,19 +136,20 @@ class CompletionTwist(Potential):
                 f"`per_token` ({per_token}) must be > 0 and `overrun` ({overrun}) >= 0."
             )
         self.vocab = vocab
-        self.bytes_c = constraint.lift(Vocabulary.bytes256())
+        self.bytes_c = _byte_level(constraint)
         self.max_tokens = max_tokens
         self.per_token = float(per_token)
         self.overrun = float(overrun)
         self.max_bytes = max_bytes
-        self._memo: dict[int, int] = {}
+        self._greedy = _memo_of(self.bytes_c, max_bytes)
+        self._ntok: dict[bytes, int] = {}
 
-    # one row = (byte matcher or None, reading state, bytes so far)
+    # one row = (byte matcher or None, reading state, bytes read so far)
     def _start(self) -> tuple:
-        return (self.bytes_c._root, self.bytes_c._row_start())
+        return (self.bytes_c._root, self.bytes_c._row_start(), b"")
 
     def _feed(self, row: tuple, t: int) -> tuple:
-        m, aux = row
+        m, aux, seen = row
         if m is None:
             return row
         data = self.vocab.tokens[t]
@@ -138,24 +159,41 @@ class CompletionTwist(Potential):
         for b in data:
             ok, aux = self.bytes_c._read(m, aux, b, True)
             if not ok or m.is_error():
-                return (None, aux)
-        return (m, aux)
+                return (None, aux, b"")
+        return (m, aux, seen + data)
+
+    def _completion(self, row: tuple) -> bytes | None:
+        """The greedy completion of ``row`` (``None``: none within ``max_bytes``), memoised."""
+        m, aux, seen = row
+        if m is None:
+            return None
+        memo = self._greedy
+        if seen in memo:
+            return memo[seen]
+        done = greedy_completion(self.bytes_c, m, aux, self.max_bytes, seen)
+        if len(memo) > 200_000:
+            memo.clear()
+        memo[seen] = done
+        if done:  # the walk from seen + done[:k] is done[k:]: the same greedy choices
+            for k in range(1, len(done)):
+                memo.setdefault(seen + done[:k], done[k:])
+        return done
+
+    def _tokens_of(self, data: bytes) -> int:
+        """``len(vocab.greedy_encode(data, skip=True))``, memoised."""
+        n = self._ntok.get(data)
+        if n is None:
+            if len(self._ntok) > 200_000:
+                self._ntok.clear()
+            n = self._ntok[data] = len(self.vocab.greedy_encode(data, skip=True))
+        return n
 
     def _need(self, row: tuple) -> int:
         """Tokens of the greedy completion of ``row`` (``max_bytes`` if none is found)."""
-        m, aux = row
-        if m is None:
+        if row[0] is None:
             return 0  # the constraint kills this row anyway; the twist stays neutral
-        key = id(m)
-        hit = self._memo.get(key)
-        if hit is not None and hit[0] is m:
-            return hit[1]
-        done = greedy_completion(self.bytes_c, m, aux, self.max_bytes)
-        n = self.max_bytes if done is None else len(self.vocab.greedy_encode(done, skip=True))
-        if len(self._memo) > 100_000:
-            self._memo.clear()
-        self._memo[key] = (m, n)
-        return n
+        done = self._completion(row)
+        return self.max_bytes if done is None else self._tokens_of(done)
 
     def _logpsi(self, row: tuple, length: int) -> float:
         n = self._need(row)
@@ -296,35 +334,27 @@ class BudgetGuard(CompletionTwist):
         max_bytes: int = 256,
     ) -> None:
         super().__init__(constraint, vocab, max_tokens, max_bytes=max_bytes)
+        self._sets: dict[tuple[bytes, int], frozenset[int]] = {}
 
-    def _completion(self, row: tuple) -> bytes | None:
-        m, aux = row
-        if m is None:
-            return None
-        key = ("g", id(m))
-        hit = self._memo.get(key)
-        if hit is not None and hit[0] is m:
-            return hit[1]
-        done = greedy_completion(self.bytes_c, m, aux, self.max_bytes)
-        if len(self._memo) > 100_000:
-            self._memo.clear()
-        self._memo[key] = (m, done)
-        return done
-
-    def _allowed_next(self, row: tuple, length: int) -> set[int] | None:
+    def _allowed_next(self, row: tuple, length: int) -> frozenset[int] | None:
         """Tokens allowed after a prefix of ``length`` tokens in ``row`` (``None``: all)."""
         g = self._completion(row)
         if g is None:
             return None
         left = self.max_tokens - length
-        n = len(self.vocab.greedy_encode(g, skip=True))
-        if n < left:
+        if self._tokens_of(g) < left:
             return None
-        index, out = self.vocab.index, set()
-        for k in range(1, len(g) + 1):
-            t = index.get(g[:k])
-            if t is not None and len(self.vocab.greedy_encode(g[k:], skip=True)) <= left - 1:
-                out.add(t)
+        key = (g, left)
+        out = self._sets.get(key)
+        if out is None:
+            index, out = self.vocab.index, set()
+            for k in range(1, len(g) + 1):
+                t = index.get(g[:k])
+                if t is not None and self._tokens_of(g[k:]) <= left - 1:
+                    out.add(t)
+            if len(self._sets) > 100_000:
+                self._sets.clear()
+            self._sets[key] = out = frozenset(out)
         return out
 
     def _prefix(self, context: list[int]) -> float:
@@ -377,7 +407,7 @@ class BudgetGuardState(PotentialState):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _set(self, r: int) -> set[int] | None:
+    def _set(self, r: int) -> frozenset[int] | None:
         s = self._sets[r]
         if s is False:
             s = self._sets[r] = self.potential._allowed_next(self.rows[r], len(self._contexts[r]))

@@ -147,3 +147,33 @@ def test_date_format_is_followed_while_writing():
     assert c.complete(list(b'"2024-13-40"')) == -np.inf  # the regex fits, the check does not
     off = pt.json({"type": "string", "format": "date"}, formats=False)
     assert off.complete(list(b'"2024-06-16T1"')) == 0.0  # an annotation only
+
+
+@pytest.mark.parametrize(
+    "schema, inst", [(FLAT, {"a": "hi", "n": 12}), (NESTED, {"d": {"k": True}})]
+)
+def test_memoised_completions_equal_fresh_walks(schema, inst):
+    """The memo (shared by twist and guard, filled along each walk's path) answers exactly
+    what a fresh greedy walk from the same bytes gives, for prefixes reached both ways."""
+    c = pt.json(schema)
+    B = Vocabulary.bytes256()
+    tw, guard = CompletionTwist(c, B, 64), BudgetGuard(c, B, 64)
+    assert guard.bytes_c is tw.bytes_c and guard._greedy is tw._greedy
+    root = tw._start()
+    g0 = tw._completion(root)  # fills the memo along the root's own path
+    text = json.dumps(inst).encode()
+    paths = [g0, text, text[:3] + (guard._completion(tw._row(list(text[:3]))) or b"")]
+    checked = 0
+    for data in paths:
+        row = root
+        for k in range(len(data) + 1):
+            if k:
+                row = tw._feed(row, data[k - 1])
+            if row[0] is None:
+                break
+            fresh = greedy_completion(tw.bytes_c, row[0], row[1], tw.max_bytes)
+            assert row[2] == data[:k]
+            assert tw._completion(row) == fresh, data[:k]
+            assert guard._completion(row) == fresh, data[:k]
+            checked += 1
+    assert checked > len(g0) + len(text)
