@@ -26,6 +26,12 @@ def gemma_llama():
     return LM.default(backend="llama.cpp", dtype="fp16")
 
 
+@pytest.fixture(scope="session")
+def gemma_llama_f32():
+    """The embedded Gemma on llama.cpp with F32 weights (loaded once per session)."""
+    return LM.default(backend="llama.cpp", dtype="fp32")
+
+
 def fresh(lm: LM, prompt_ids: list[int], ctx: list[int]) -> np.ndarray:
     _, s = lm.backend.prefill(prompt_ids + [int(lm.vocab.ids[t]) for t in ctx])
     return log_probs(s[None].float(), lm.vocab_ids_t, lm.eos_ids_t)[0]
@@ -93,6 +99,46 @@ def test_agrees_with_transformers_fp32(gemma, gemma_llama):
     other = fresh(gemma_llama, pl.prompt_ids, gemma.encode(" Lyon")[:1])
     with pytest.raises(AssertionError):
         assert_logw_close(pl.logw_next(gemma.encode(" Paris")[:1]), other, ATOL)
+
+
+#: fixed contexts for the F32 agreement test: every position of each (36 rows in all)
+AGREE_PROMPTS = (
+    "The capital of France is",
+    "def fibonacci(n):",
+    "Once upon a time, in a small village,",
+)
+AGREE_CONTINUATIONS = ("", " Paris, and the", "\n    if n <")
+
+
+def full_rows(lm: LM, prompt: str, ctx: list[int]) -> np.ndarray:
+    """Float64 log-softmax over the whole output layer after the prompt and each prefix of ``ctx``."""
+    cache, s0 = lm.backend.prefill(lm.potential(prompt).prompt_ids)
+    rows = [s0[None]]
+    if ctx:
+        rows.append(lm.backend.score(cache, lm.vocab.ids[ctx]))
+    return torch.log_softmax(torch.cat(rows).double(), dim=-1).numpy()
+
+
+def test_f32_agrees_with_transformers_fp32(gemma, gemma_llama_f32):
+    """F32 GGUF vs transformers fp32 (issue 14): top 10 equal and KL ≤ 1e-5 at every position.
+
+    Deterministic (fixed contexts, one thread). Measured on this build: KL at most 4.4e-6
+    (mean 7.8e-7) over the 36 positions; the closest two of the reference's top 11 are 7e-4
+    apart in log p. The bf16 GGUF fails both checks (KL up to 5e-4, the top 10 differs at
+    15 positions), and so did F32 with llama.cpp's flash attention on (KL 1.1e-5).
+    """
+    for prompt in AGREE_PROMPTS:
+        for cont in AGREE_CONTINUATIONS:
+            ctx = list(gemma.encode(cont)) if cont else []
+            a, b = full_rows(gemma, prompt, ctx), full_rows(gemma_llama_f32, prompt, ctx)
+            kl = (np.exp(a) * (a - b)).sum(axis=1)  # KL(fp32 ‖ F32 GGUF) per position
+            assert kl.max() <= 1e-5, (prompt, cont, kl)
+            top_a, top_b = np.argsort(-a, axis=1)[:, :10], np.argsort(-b, axis=1)[:, :10]
+            assert np.array_equal(top_a, top_b), (
+                prompt,
+                cont,
+                np.flatnonzero((top_a != top_b).any(1)),
+            )
 
 
 def test_bad_arguments_name_the_argument(tmp_path):
