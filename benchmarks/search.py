@@ -138,11 +138,13 @@ def smc_tokens(res) -> int:
 
 
 T0 = time.perf_counter()
+MODELS = {"smollm2": "SmolLM2 135M Instruct", "gemma": "Gemma 3 270M"}
+TITLE = {"smollm2": "", "gemma": ", Gemma 3 270M"}
 
 
 def run(args) -> dict:
     torch.set_num_threads(1)
-    lm = pt.LM.smollm2()
+    lm = pt.LM.smollm2() if args.model == "smollm2" else pt.LM.default()
     vocab = lm.vocab
     tasks = countdown_instances(args.task_seed, args.instances, args.numbers)
     budgets = sorted(int(b) for b in args.budgets.split(","))
@@ -493,6 +495,7 @@ def main() -> None:
     ap.add_argument("--rows", default="", help="write the raw rows (JSON) after each instance")
     ap.add_argument("--from-rows", default="", help="summarise a --rows file instead of running")
     ap.add_argument("--no-write", action="store_true", help="do not touch docs/benchmarks.md")
+    ap.add_argument("--model", choices=list(MODELS), default="smollm2", help="the embedded LM")
     args = ap.parse_args()
     args.engines = args.engines.split(",")
     if isinstance(args.beam_widths, str):
@@ -512,8 +515,8 @@ def main() -> None:
         "HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/search.py " + " ".join(a) for a in runs
     )
     text = (
-        "## Search engines on Countdown (issue 12)\n\n"
-        f"`{cmd.strip()}` — SmolLM2 135M Instruct, 1 torch thread, {len(out['tasks'])} "
+        f"## Search engines on Countdown{TITLE[args.model]} (issue 12)\n\n"
+        f"`{cmd.strip()}` — {MODELS[args.model]}, 1 torch thread, {len(out['tasks'])} "
         f"instances of {args.numbers} numbers, {args.seeds} seeds, A* k={args.k} "
         f"(lazy A* k={args.lazy_k}; the BENCH line's A* is `{args.bench_astar}`), "
         f"engines {', '.join(args.engines)}, "
@@ -527,12 +530,12 @@ def main() -> None:
         "correct draw, even when the ranking chose another). PRM calls: distinct step lists "
         "scored. Wall: median seconds per run (best-of-N: its share of the pool). Beam search "
         "uses no PRM (its rows repeat); the judge rows cover only the judged instances.\n"
-        + "\n![success vs tokens](search_bench.png)\n\n"
+        + f"\n![success vs tokens]({Path(args.plot).name})\n\n"
         + f"`{bench}`\n"
     )
     print(text)
     if not args.no_write:
-        write_section("search", text)
+        write_section("search" if args.model == "smollm2" else f"search_{args.model}", text)
     print(bench)
 
 
