@@ -975,6 +975,11 @@ class JSONSchema(LLGConstraint):
             # an unfinished escape at the end must still be able to give a character
             return ok and (not new[1] or sp.pending_ok(m, new[1])), new
         if new[1]:
+            # the escape can give a character only where its head is viable (viability is
+            # prefix-closed): one native check saves the character search where the head is
+            # refused, as for most of the ~360 backslash-ending tokens at a constrained spot
+            if toks and m.validate_tokens(toks) != len(toks):
+                return False, new
             head = b"".join(self.vocab.tokens[x] for x in toks)
             return sp.pending_ok(m, new[1], head), new
         return not toks or m.validate_tokens(toks) == len(toks), new

@@ -576,3 +576,34 @@ def test_sample_lets_a_structured_constraint_end_the_string(monkeypatch):
     assert len(seen) == 1 and set(out.posterior) <= {"true", "false"} and out.posterior
     pt.sample(toy, (), pt.json({"type": "boolean"}, mode="any"), particles=2, max_tokens=6, seed=0)
     assert len(seen) == 2  # `any` mode may end too (no trailing whitespace is ever maximal)
+
+
+def test_masks_agree_with_prefixes_for_tokens_ending_in_an_escape():
+    """A token whose bytes end in an unfinished escape (``x\\``) is allowed by the mask iff
+    the context plus it is a viable prefix: the head check before the character search
+    (``JSONSchema._read``) may only refuse what the search would refuse."""
+    vocab = Vocabulary(
+        [b"{", b"}", b'"', b":", b"1", b"a", b"b", b"x", b"ab\\", b"x\\", b"a\\", b'"a\\']
+        + [b"\\", b"u", b"0", b"6", b"2", b'{"', b'":', b"b\\"]
+    )
+    schema = {
+        "type": "object",
+        "properties": {"ab": {"const": 1}, "xb": {"type": "string"}},
+        "required": ["ab"],
+        "additionalProperties": False,
+    }
+    c = pt.json(schema, mode="any").lift(vocab)
+    V = len(vocab)
+    frontier, checked = [[]], 0
+    for _ in range(4):
+        nxt = []
+        for ctx in frontier:
+            lw = c.logw_next(ctx)
+            for t in range(V):
+                viable = c.prefix(ctx + [t]) == 0.0
+                assert (lw[t] == 0.0) == viable, (vocab.decode_bytes(ctx + [t]), lw[t])
+                checked += 1
+                if viable:
+                    nxt.append(ctx + [t])
+        frontier = nxt[:40]
+    assert checked > 400
