@@ -372,15 +372,33 @@ def _alarm(_s: int, _f: Any) -> None:
 
 
 def sample_schemas(per_split: int, seed: int) -> list[tuple[str, str, Any]]:
-    """``per_split`` schemas from each split, seeded, as (split, name, schema)."""
+    """``per_split`` schemas from each split (all of it if smaller), seeded, as
+    (split, name, schema), each split in the seeded order (its first k: a seeded sample)."""
     rng = np.random.default_rng(seed)
     out = []
     for split in SPLITS:
         files = sorted((JSB / split).glob("*.json"))
         pick = rng.choice(len(files), size=min(per_split, len(files)), replace=False)
-        for i in sorted(pick.tolist()):
+        for i in pick.tolist():  # in the seeded order: a run cut short is a seeded sample
             out.append((split, files[i].stem, json.loads(files[i].read_text())))
     return out
+
+
+def _by_score(lp: np.ndarray, limit: int) -> Any:
+    """Positions of ``lp`` from the highest score down (the first ``limit``), lazily: the
+    argmax first, then the next 63, then the rest (a full sort of 262k scores is ~20 ms
+    and the argmax is almost always allowed)."""
+    top = int(np.argmax(lp))
+    yield top
+    seen = 1
+    for k in (64, limit):
+        k = min(k, len(lp))
+        part = np.argpartition(-lp, k - 1)[:k]
+        part = part[np.argsort(-lp[part], kind="stable")]
+        yield from part[seen:].tolist()
+        seen = k
+        if k == len(lp):
+            return
 
 
 class MaskedDecoder:
@@ -396,7 +414,42 @@ class MaskedDecoder:
         self._oc = None
 
     # -- per-engine matchers: (try(token) -> bool, accept(token), eos_ok() -> bool)
-    def compile(self, engine: str, schema: Any) -> Any:  # noqa: D102
+    def _oc_index(self, s: str, budget: float) -> Any:
+        """outlines-core's Index for schema text ``s``, built in a forked child killed after
+        ``budget`` s (a regex-to-automaton blow-up stays in native code, where SIGALRM
+        never lands); the Index comes back pickled."""
+        import multiprocessing as mp
+        import pickle
+
+        import outlines_core as oc
+        from outlines_core.json_schema import build_regex_from_schema
+
+        ctx = mp.get_context("fork")
+        recv, send = ctx.Pipe(duplex=False)
+        voc = self._oc
+
+        def target() -> None:
+            try:
+                out = ("ok", oc.Index(build_regex_from_schema(s), voc))
+            except Exception as err:  # noqa: BLE001 - the engine refuses the schema
+                out = ("err", str(err)[:160])
+            send.send_bytes(pickle.dumps(out))
+
+        proc = ctx.Process(target=target, daemon=True)
+        proc.start()
+        try:
+            if not recv.poll(budget):
+                raise Timeout
+            kind, val = pickle.loads(recv.recv_bytes())
+        finally:
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+        if kind == "err":
+            raise ValueError(val)
+        return val
+
+    def compile(self, engine: str, schema: Any, budget: float = 60.0) -> Any:  # noqa: D102
         s = json.dumps(schema)
         if engine == "llguidance":
             import llguidance
@@ -419,7 +472,6 @@ class MaskedDecoder:
             return ("xgr", xgr.GrammarMatcher(self._xgr.compile_json_schema(s)))
         if engine == "outlines":
             import outlines_core as oc
-            from outlines_core.json_schema import build_regex_from_schema
 
             if self._oc is None:
                 table: dict[bytes, list[int]] = {}
@@ -427,8 +479,7 @@ class MaskedDecoder:
                     if t:
                         table.setdefault(bytes(t), []).append(i)
                 self._oc = oc.Vocabulary(self.V, table)
-            idx = oc.Index(build_regex_from_schema(s), self._oc)
-            return ("oc", oc.Guide(idx))
+            return ("oc", oc.Guide(self._oc_index(s, budget)))
         raise ValueError(engine)
 
     def _ok(self, kind: str, m: Any, t: int) -> bool:
@@ -471,9 +522,8 @@ class MaskedDecoder:
         for _ in range(max_tokens):
             lp = st.logw_next()[0]
             calls += 1
-            order = np.argsort(-lp)
             chosen = None
-            for t in order[:4096].tolist():
+            for t in _by_score(lp, 4096):
                 if t == self.V:
                     if self._eos_ok(kind, m):
                         chosen = t
@@ -507,15 +557,9 @@ class MaskedDecoder:
 
 
 def lm_loglik(lm: Any, prompt: str, toks: list[int], eos: bool) -> float:
-    """Unconstrained LM log-likelihood of ``toks`` (and EOS) after ``prompt``."""
-    st = lm.potential(prompt).init_state(1)
-    ll = 0.0
-    for t in toks:
-        ll += float(st.logw_next()[0, t])
-        st = st.advance(np.array([t]))
-    if eos:
-        ll += float(st.logw_next()[0, len(lm.vocab)])
-    return ll
+    """Unconstrained LM log-likelihood of ``toks`` (and EOS) after ``prompt``: one forward."""
+    pot = lm.potential(prompt)
+    return float(pot.complete(list(toks)) if eos else pot.prefix(list(toks)))
 
 
 def run_potentia(
@@ -566,23 +610,92 @@ def run_potentia(
     }
 
 
+def _interleaved(picks: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any]]:
+    """The sample in round-robin split order, so a partial run stays balanced."""
+    by = {sp: [p for p in picks if p[0] == sp] for sp in SPLITS}
+    out = []
+    for k in range(max((len(v) for v in by.values()), default=0)):
+        out.extend(v[k] for v in by.values() if k < len(v))
+    return out
+
+
+def _read_rows(path: Path) -> tuple[dict | None, list[dict]]:
+    """A ``gen`` run file: a header line (the run's settings), then one row per line."""
+    if not path.exists():
+        return None, []
+    head, rows = None, []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except ValueError:  # a line cut short by a killed run
+            continue
+        if "_header" in d:
+            head = d["_header"]
+        else:
+            rows.append(d)
+    return head, rows
+
+
+def load_gen(path: Path) -> dict:
+    """A saved ``gen`` run: the JSON-lines file (header + rows) or an older single JSON."""
+    text = path.read_text()
+    if text.lstrip().startswith('{"_header"'):
+        head, rows = _read_rows(path)
+        return {**(head or {}), "rows": rows}
+    return json.loads(text)
+
+
 def generate(
-    per_split: int, max_tokens: int, budget: float, seed: int, engines: tuple[str, ...]
+    per_split: int,
+    max_tokens: int,
+    budget: float,
+    seed: int,
+    engines: tuple[str, ...],
+    out: Path | None = None,
+    limit_s: float = 0.0,
 ) -> dict:
-    """The generation part: one record per (schema, engine)."""
+    """The generation part: one record per (schema, engine).
+
+    With ``out``, rows are appended to that JSON-lines file as they finish and a rerun
+    with the same settings skips the (schema, engine) pairs already there (resumable);
+    ``limit_s`` > 0 stops starting new schemas once that much wall time has passed.
+    """
     import torch
 
     import potentia as pt
 
+    settings = {"per_split": per_split, "max_tokens": max_tokens, "budget": budget, "seed": seed}
+    done: set[tuple[str, str, str]] = set()
+    rows: list[dict] = []
+    fh = None
+    if out is not None:
+        head, rows = _read_rows(out)
+        if head is not None:
+            old = {k: head.get(k) for k in settings}
+            if old != settings:
+                raise SystemExit(f"{out} was written with {old}; this run asks {settings}")
+        done = {(r["split"], r["schema"], r["engine"]) for r in rows}
+        fh = out.open("a")
+        if head is None:
+            fh.write(json.dumps({"_header": {**settings, "commit": _commit()}}) + "\n")
+            fh.flush()
     torch.set_num_threads(1)
     lm = pt.LM.default()
     dec = MaskedDecoder(lm)
     signal.signal(signal.SIGALRM, _alarm)
-    rows = []
-    for split, name, schema in sample_schemas(per_split, seed):
+    t_start = time.perf_counter()
+    for split, name, schema in _interleaved(sample_schemas(per_split, seed)):
+        if limit_s and time.perf_counter() - t_start > limit_s:
+            print(f"stopping: {limit_s:g} s wall limit reached", flush=True)
+            break
         prompt = PROMPT.format(schema=json.dumps(schema))
         for e in engines:
+            if (split, name, e) in done:
+                continue
             rec: dict[str, Any] = {"split": split, "schema": name, "engine": e}
+            t_rec = time.perf_counter()
             signal.setitimer(signal.ITIMER_REAL, budget)
             try:
                 if e.startswith("potentia"):
@@ -593,40 +706,41 @@ def generate(
                         lm, schema, prompt, "lcd" if e.endswith("lcd") else "smc", max_tokens, seed
                     )
                     rec["declared"] = True
-                    if r.get("text") is not None:
-                        r["loglik"] = lm_loglik(lm, prompt, r.pop("toks"), r.get("eos", False))
+                    toks = r.pop("toks", None)
                     rec.update(r)
+                    signal.setitimer(signal.ITIMER_REAL, 0)  # scoring is not the engine's time
+                    if r.get("text") is not None:
+                        rec["loglik"] = lm_loglik(lm, prompt, toks, r.get("eos", False))
                 else:
                     t0 = time.perf_counter()
                     try:
-                        m = dec.compile(e, schema)
+                        m = dec.compile(e, schema, budget)
                     except Timeout:
                         raise
                     except Exception as err:  # noqa: BLE001
                         rec.update(declared=False, error=str(err)[:160])
-                        rows.append(rec)
-                        continue
-                    rec["compile_s"] = time.perf_counter() - t0
-                    rec["declared"] = True
-                    rec.update(dec.decode(m, prompt, max_tokens))
+                        m = None
+                    if m is not None:
+                        rec["compile_s"] = time.perf_counter() - t0
+                        rec["declared"] = True
+                        rec.update(dec.decode(m, prompt, max_tokens))
             except Timeout:
                 rec.update(declared=rec.get("declared", False), text=None, status="timeout")
             except ValueError as err:  # potentia refused the schema
                 rec.update(declared=False, error=str(err)[:160])
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+            rec["total_s"] = time.perf_counter() - t_rec
             if rec.get("text") is not None:
                 rec["valid"] = is_valid(schema, rec["text"])
             print(json.dumps({k: v for k, v in rec.items() if k != "text"}), flush=True)
             rows.append(rec)
-    return {
-        "per_split": per_split,
-        "max_tokens": max_tokens,
-        "budget": budget,
-        "seed": seed,
-        "rows": rows,
-        "commit": _commit(),
-    }
+            if fh is not None:
+                fh.write(json.dumps(rec) + "\n")
+                fh.flush()
+    if fh is not None:
+        fh.close()
+    return {**settings, "rows": rows, "commit": _commit()}
 
 
 def _commit() -> str:
@@ -825,6 +939,10 @@ def main() -> None:  # noqa: D103
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--engines", default=",".join(ENGINES_GEN))
     g.add_argument("--save", type=Path)
+    g.add_argument(
+        "--out", type=Path, help="JSON-lines file rows are appended to (resumable: reruns skip)"
+    )
+    g.add_argument("--limit-s", type=float, default=0.0, help="stop starting schemas after S s")
     g.add_argument("--write", action="store_true")
     r = sub.add_parser("report")
     r.add_argument("--mask", type=Path)
@@ -849,14 +967,20 @@ def main() -> None:  # noqa: D103
         report(res, None, args.write)
     elif args.cmd == "gen":
         res = generate(
-            args.per_split, args.max_tokens, args.budget, args.seed, tuple(args.engines.split(","))
+            args.per_split,
+            args.max_tokens,
+            args.budget,
+            args.seed,
+            tuple(args.engines.split(",")),
+            out=args.out,
+            limit_s=args.limit_s,
         )
         if args.save:
             args.save.write_text(json.dumps(res))
         report(None, res, args.write)
     else:
         mask = json.loads(args.mask.read_text()) if args.mask else None
-        gen = json.loads(args.gen.read_text()) if args.gen else None
+        gen = load_gen(args.gen) if args.gen else None
         report(mask, gen, args.write)
 
 
