@@ -35,7 +35,7 @@ from potentia.samplers.base import TokenSampler
 from potentia.samplers.direct import DirectSampler
 from potentia.samplers.units import as_boundary
 from potentia.search import Budget, astar, beam_search, best_of_n, deal, unit_smc
-from potentia.smc.engine import smc, validate_budgets, validate_run_args
+from potentia.smc.engine import run_message, smc, validate_budgets, validate_run_args
 from potentia.smc.resampling import get_scheme
 
 __all__ = [
@@ -519,11 +519,13 @@ def sample(
     if float(temperature) != 1.0:
         lm = lm ** (1.0 / float(temperature))  # the declared target LM^(1/T) · constraint
     cs = c  # the constraint the token sampler sees
+    guard = None
     if c is not None and getattr(c, "ends_itself", False):
         lm = AutoStop(lm, c)  # a closed structured value ends the string (no EOS needed)
         if budget_guard and isinstance(c, LLGConstraint):
             # finish within max_tokens: a declared restriction, and a length twist
-            cs = c * BudgetGuard(c, lm.vocab, max_tokens)
+            guard = BudgetGuard(c, lm.vocab, max_tokens)
+            cs = c * guard
             if twist is None:
                 twist = CompletionTwist(c, lm.vocab, max_tokens)
     if sampler == "auto":
@@ -545,7 +547,48 @@ def sample(
         out = unit_smc(token_sampler, unit, **run)  # no progress bar at unit level yet
     else:
         out = smc(token_sampler, progress=progress, **run)
+    if guard is not None:
+        out = _explain_guard_deaths(out, guard, max_tokens)
     return _finish(out, constraint, stops)
+
+
+_NO_TOKEN = "dead: the target has no allowed next token at step "
+
+
+def _explain_guard_deaths(out: Result, guard: BudgetGuard, max_tokens: int) -> Result:
+    """Name the budget guard where it left a particle no token, in the user's terms.
+
+    A particle dies with "no allowed next token" when the guard is tight (the tokens
+    left only just suffice for the shortest completion found) and no token both starts
+    that completion and leaves the rest room: at step 0 no value fits in ``max_tokens``
+    at all; later, the particle's last token left too few tokens to close its value.
+    The status (and so the message) then says so with the counts; other deaths are kept.
+    """
+    status = list(out.status)
+    for i, s in enumerate(status):
+        if not s.startswith(_NO_TOKEN):
+            continue
+        ctx = out.contexts[i]
+        row = guard._row(ctx)
+        g = guard._completion(row) if row[0] is not None else None
+        if g is None or guard._allowed_next(row, len(ctx)):
+            continue  # not tight, or the guard left a token: the constraint or the LM did it
+        need, left, step = guard._tokens_of(g), max_tokens - len(ctx), s[len(_NO_TOKEN) :]
+        if not ctx:
+            why = (
+                f"no value of the constraint fits in max_tokens={max_tokens}: the shortest "
+                f"one found needs {need} tokens"
+            )
+        else:
+            why = (
+                f"the value could no longer be closed within max_tokens={max_tokens}: "
+                f"{left} tokens left, its shortest completion found needs {need}"
+            )
+        status[i] = f"dead: {why} at step {step}"
+    if status == out.status:
+        return out
+    stopped = out.extra.get("stopped_by")
+    return replace(out, status=status, message=run_message(status, out.n_steps, out.log_z, stopped))
 
 
 # ---- search engines -------------------------------------------------------------------

@@ -65,6 +65,7 @@ __all__ = [
     "validate_run_args",
     "validate_budgets",
     "halt",
+    "run_message",
 ]
 
 
@@ -370,9 +371,7 @@ def finish(
     tot = logsumexp(np.where(finished, p.logw, -np.inf))
     log_z = float(p.log_z_acc + tot - np.log(p.n)) if tot > -np.inf else -np.inf
     vocab = kernel.sampler.target.vocab
-    message = _message(p.status, p.step, log_z)
-    if stopped_by:
-        message = f"stopped early: {stopped_by}; {message}"
+    message = run_message(p.status, p.step, log_z, stopped_by)
     return Result(
         contexts=p.contexts,
         texts=[vocab.decode(c) for c in p.contexts],
@@ -555,6 +554,14 @@ _FIXES = {
     "the target's prefix weight of the empty string is zero": (
         "the constraint accepts no string: check the constraint"
     ),
+    # set by pt.sample where its budget guard (budget_guard=True) left no token
+    "no value of the constraint fits in max_tokens": (
+        "raise `max_tokens` to at least the tokens the shortest value needs"
+    ),
+    "the value could no longer be closed within max_tokens": (
+        "raise `max_tokens`: the budget guard closes a value the short way once the tokens "
+        "left only just suffice, but this particle's last token left too few"
+    ),
     "truncated": (
         "raise `max_tokens` (or the budget that stopped the run), or pass on_max_tokens='force_eos'"
     ),
@@ -570,6 +577,29 @@ def _cause(status: str) -> str:
     return head if sep and tail.isdigit() else why
 
 
+def _fix(cause: str) -> str:
+    """The fix for a cause: the :data:`_FIXES` entry it starts with."""
+    for key, fix in _FIXES.items():
+        if cause.startswith(key):
+            return fix
+    return "see `Result.status`"
+
+
+def run_message(status: list[str], step: int, log_z: float, stopped_by: str | None = None) -> str:
+    """The one-line account of a run that :func:`finish` puts in ``Result.message``.
+
+    When every particle died, the three commonest causes with their counts and fixes.
+
+    Args:
+        status: Per particle status (``"dead: <why> at step <k>"`` etc.).
+        step: Steps the run took.
+        log_z: The run's log Ẑ (``-inf``: nothing finished).
+        stopped_by: Why the run stopped early, or ``None``.
+    """
+    message = _message(status, step, log_z)
+    return f"stopped early: {stopped_by}; {message}" if stopped_by else message
+
+
 def _message(status: list[str], step: int, log_z: float) -> str:
     counts = Counter(status)
     if log_z == -np.inf:
@@ -580,7 +610,7 @@ def _message(status: list[str], step: int, log_z: float) -> str:
             label = (
                 "truncated (still running when the run ended)" if cause == "truncated" else cause
             )
-            fix = _FIXES.get(cause.split(", ")[0], "see `Result.status`")
+            fix = _fix(cause)
             parts.append(f"{k} of {n} particles: {label} ({fix})")
         return (
             f"all {n} particles died or were truncated after {step} steps: "

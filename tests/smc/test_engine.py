@@ -329,6 +329,24 @@ def test_dead_run_says_where_a_json_string_stood():
     assert pt.regex("ab").init_state(2).where() == [None, None]  # no description: none given
 
 
+def test_dead_run_says_no_value_fits_in_max_tokens():
+    """The budget guard's deaths are named in the user's terms, with counts (issue 11)."""
+    from potentia.models import ToyLM
+
+    vocab = pt.Vocabulary([b'{"a": "', b"x", b'"}', b"\\"])
+    toy = ToyLM(random_ngram(np.random.default_rng(0), vocab, order=1))
+    c = pt.json({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]})
+    r = pt.sample(toy, (), c, particles=4, max_tokens=1, seed=0)
+    assert r.log_z == -np.inf
+    want = "no value of the constraint fits in max_tokens=1: the shortest one found needs 2 tokens"
+    assert r.status == [f"dead: {want} at step 0"] * 4
+    assert f"4 of 4 particles: {want} (raise `max_tokens` to at least" in r.message
+    assert "no allowed next token" not in r.message
+    ok = pt.sample(toy, (), c, particles=4, max_tokens=2, seed=0)
+    assert ok.log_z > -np.inf and all(s == "finished" for s in ok.status)
+    assert ok.texts == ['{"a": ""}'] * 4  # the guard closed the value the short way
+
+
 def test_a_hard_potential_with_other_weights_mid_run_is_an_error():
     """Checked where the weight is read, not only at the empty string (issue 11, item 5)."""
 
