@@ -122,10 +122,12 @@ def full_rows(lm: LM, prompt: str, ctx: list[int]) -> np.ndarray:
 def test_f32_agrees_with_transformers_fp32(gemma, gemma_llama_f32):
     """F32 GGUF vs transformers fp32 (issue 14): top 10 equal and KL ≤ 1e-5 at every position.
 
-    Deterministic (fixed contexts, one thread). Measured on this build: KL at most 4.4e-6
-    (mean 7.8e-7) over the 36 positions; the closest two of the reference's top 11 are 7e-4
-    apart in log p. The bf16 GGUF fails both checks (KL up to 5e-4, the top 10 differs at
-    15 positions), and so did F32 with llama.cpp's flash attention on (KL 1.1e-5).
+    Deterministic (fixed contexts, one thread). Measured on this build: KL at most 6.6e-6
+    (mean 8.5e-7) over the 36 positions; the closest two of the reference's top 11 are 7e-4
+    apart in log p. The bf16 GGUF fails both checks (KL up to 5.4e-4, the top 10 differs at
+    12 positions), and so did F32 with llama.cpp's flash attention on (KL 1.1e-5). F32 is
+    not bit-exact fp32: ggml's CPU GELU reads an fp16 table and the KV cache is fp16, so on
+    the wider 84-position set of benchmarks/lm_step.py one position reaches KL 1.2e-5.
     """
     for prompt in AGREE_PROMPTS:
         for cont in AGREE_CONTINUATIONS:
