@@ -290,7 +290,7 @@ def sample(
     max_tokens: int = 32,
     seed: int | np.random.Generator | None = 0,
     ess_threshold: float = 0.5,
-    resampling: str = "multinomial",
+    resampling: str = "auto",
     critic: Potential | None = None,
     twist: Potential | None = None,
     on_max_tokens: str = "force_eos",
@@ -329,7 +329,11 @@ def sample(
             the model's context window).
         seed: Seed or ``numpy.random.Generator``.
         ess_threshold: Resample when ESS < threshold · particles.
-        resampling: ``"multinomial"``, ``"stratified"``, ``"systematic"`` or ``"residual"``.
+        resampling: ``"multinomial"``, ``"stratified"``, ``"systematic"``, ``"residual"``,
+            or ``"auto"``: residual under the budget guard (a structured constraint, see
+            ``budget_guard``), multinomial otherwise. Residual resampling keeps
+            ``floor(N·w_i)`` copies of each particle deterministically, so with 4 particles
+            it keeps more distinct lineages (docs/smc.md, "Defaults for structured output").
         critic: Extra potential multiplied into the target, applied token by token.
         twist: Potential used only to guide resampling (divided out at EOS).
         on_max_tokens: ``"force_eos"`` or ``"truncate"``.
@@ -423,7 +427,13 @@ def sample(
             f"`temperature`={temperature} changes the target, which method={method!r} "
             "cannot sample (its θ trie needs the LM's own probabilities); use method='smc'."
         )
-    get_scheme(resampling)
+    if resampling != "auto":
+        try:
+            get_scheme(resampling)
+        except ValueError as e:
+            raise ValueError(
+                f"{e} Or 'auto' (the default): residual for structured output."
+            ) from None
     if method != "smc" and method not in METHODS:
         raise ValueError(f"`method` is {method!r}; available: {['smc', *sorted(METHODS)]}.")
     if unit is not None:
@@ -528,6 +538,8 @@ def sample(
             cs = c * guard
             if twist is None:
                 twist = CompletionTwist(c, lm.vocab, max_tokens)
+    if resampling == "auto":
+        resampling = "residual" if guard is not None else "multinomial"
     if sampler == "auto":
         sampler = "awrs" if (c is not None and c.hard and "awrs" in SAMPLERS) else "direct"
     token_sampler = SAMPLERS[sampler](lm, cs)
