@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections import Counter
 from typing import Literal
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,6 +33,7 @@ from _report import write_section  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 
 import potentia as pt  # noqa: E402
+from potentia.smc.engine import cause_of  # noqa: E402
 
 
 class City(BaseModel):
@@ -101,7 +103,9 @@ def run(lm, model, prompt, particles, max_tokens, how) -> dict:
             valid.append(x)
         except Exception:
             pass
+    dead = Counter(cause_of(s) for s in out.status if s != "finished")
     return {
+        "dead": "; ".join(f"{k}× {c}" for c, k in dead.most_common()),
         "finished": len(texts),
         "valid": len(valid),
         "distinct": len(set(valid)),
@@ -127,7 +131,8 @@ def main() -> None:
             rows.append((model.__name__, how, r))
             print(
                 f"{model.__name__:8s} {how:10s} valid {r['valid']}/{args.particles} "
-                f"distinct {r['distinct']} ess {r['ess']:.2f} {r['wall']:.1f} s  {r['example'][:70]}",
+                f"distinct {r['distinct']} ess {r['ess']:.2f} {r['wall']:.1f} s  {r['example'][:70]}"
+                f"  {r['dead']}",
                 flush=True,
             )
     n = args.particles * len(CASES)
@@ -138,16 +143,19 @@ def main() -> None:
         f"--max-tokens {args.max_tokens}`; seed 0, 1 torch thread, shared 2-core machine.",
         "`structured`: `pt.json(Model)` (the default mode, AWRS-SMC, auto-stop); `any`: "
         '`mode="any"` (every JSON text, the old default); `lcd`: `method="lcd"` (masking, biased).',
-        "valid = finished texts that `Model.model_validate_json` accepts; distinct among them.",
+        "valid = finished texts that `Model.model_validate_json` accepts; distinct among them;",
+        "died: the particles that did not finish, by cause (`Result.status`).",
+        "Defaults since issue 11: `resampling='auto'` (residual under the budget guard) at ESS < 0.5·N;",
+        "see docs/smc.md, 'Defaults for structured output'.",
         "",
-        "| schema | run | valid / particles | distinct | ESS | wall s | a valid sample |",
-        "|---|---|---|---|---|---|---|",
+        "| schema | run | valid / particles | distinct | ESS | wall s | a valid sample | died (cause) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, how, r in rows:
         ex = r["example"].replace("|", "\\|")[:60]
         lines.append(
             f"| {name} | {how} | {r['valid']}/{args.particles} | {r['distinct']} | "
-            f"{r['ess']:.2f} | {r['wall']:.1f} | `{ex}` |"
+            f"{r['ess']:.2f} | {r['wall']:.1f} | `{ex}` | {r['dead'].replace('|', '/')[:90]} |"
         )
     if args.write:
         write_section("json_defaults", "\n".join(lines))

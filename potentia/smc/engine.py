@@ -66,6 +66,7 @@ __all__ = [
     "validate_budgets",
     "halt",
     "run_message",
+    "cause_of",
 ]
 
 
@@ -568,7 +569,7 @@ _FIXES = {
 }
 
 
-def _cause(status: str) -> str:
+def cause_of(status: str) -> str:
     """A status without its step number: ``"dead: X at step 3"`` → ``"X"``."""
     if status == "truncated":
         return "truncated"
@@ -604,7 +605,7 @@ def _message(status: list[str], step: int, log_z: float) -> str:
     counts = Counter(status)
     if log_z == -np.inf:
         n = len(status)
-        causes = Counter(_cause(s) for s in status if s != "finished")
+        causes = Counter(cause_of(s) for s in status if s != "finished")
         parts = []
         for cause, k in causes.most_common(3):
             label = (
