@@ -583,7 +583,8 @@ def _explain_guard_deaths(out: Result, guard: BudgetGuard, max_tokens: int) -> R
         ctx = out.contexts[i]
         row = guard._row(ctx)
         g = guard._completion(row) if row[0] is not None else None
-        if g is None or guard._allowed_next(row, len(ctx)):
+        allowed = guard._allowed_next(row, len(ctx)) if g is not None else None
+        if allowed is None or allowed:
             continue  # not tight, or the guard left a token: the constraint or the LM did it
         need, left, step = guard._tokens_of(g), max_tokens - len(ctx), s[len(_NO_TOKEN) :]
         if not ctx:

@@ -345,6 +345,18 @@ def test_dead_run_says_no_value_fits_in_max_tokens():
     ok = pt.sample(toy, (), c, particles=4, max_tokens=2, seed=0)
     assert ok.log_z > -np.inf and all(s == "finished" for s in ok.status)
     assert ok.texts == ['{"a": ""}'] * 4  # the guard closed the value the short way
+    # a death where the guard is not tight keeps its cause: the guard did not do it
+    from dataclasses import replace
+
+    from potentia.api import _explain_guard_deaths
+    from potentia.constraints.completion import BudgetGuard
+
+    lc = c.lift(vocab)
+    dead = "dead: the target has no allowed next token at step 1"
+    fake = replace(r, contexts=[[0]] * 4, status=[dead] * 4)
+    assert _explain_guard_deaths(fake, BudgetGuard(lc, vocab, 10), 10).status == [dead] * 4
+    again = _explain_guard_deaths(fake, BudgetGuard(lc, vocab, 1), 1)  # tight, no token fits
+    assert again.status[0].startswith("dead: the value could no longer be closed within")
 
 
 def test_a_hard_potential_with_other_weights_mid_run_is_an_error():
