@@ -16,7 +16,7 @@ import numpy as np
 
 from potentia.asap import asap
 from potentia.asap.trie import coerce_constraint
-from potentia.constraints.completion import BudgetGuard, CompletionTwist
+from potentia.constraints.completion import BudgetGuard, CompletionTwist, CompletionTwistState
 from potentia.constraints.json_schema import JSONSchema
 from potentia.constraints.llg import LLGConstraint
 from potentia.potentials.base import Potential, Vocabulary, as_potential
@@ -35,7 +35,13 @@ from potentia.samplers.base import TokenSampler
 from potentia.samplers.direct import DirectSampler
 from potentia.samplers.units import as_boundary
 from potentia.search import Budget, astar, beam_search, best_of_n, deal, unit_smc
-from potentia.smc.engine import run_message, smc, validate_budgets, validate_run_args
+from potentia.smc.engine import (
+    Particles,
+    run_message,
+    smc,
+    validate_budgets,
+    validate_run_args,
+)
 from potentia.smc.resampling import get_scheme
 
 __all__ = [
@@ -377,7 +383,9 @@ def sample(
             tokens left only just suffice, the value is closed the short way; and, unless
             ``twist`` is given, the length twist
             :class:`~potentia.constraints.completion.CompletionTwist` guides resampling
-            (no change of target). ``False``: neither (see docs/constraints.md).
+            (no change of target); and the particles are not resampled while one of them is
+            tight (its copies would stay identical; docs/smc.md, "Defaults for structured
+            output"). ``False``: none of these (see docs/constraints.md).
 
     A JSON constraint (``pt.json(schema)``) also gives ``Result.values``: the parsed
     values (``json.loads``), or validated instances when the schema is a Pydantic model;
@@ -558,10 +566,34 @@ def sample(
     if unit is not None:
         out = unit_smc(token_sampler, unit, **run)  # no progress bar at unit level yet
     else:
-        out = smc(token_sampler, progress=progress, **run)
+        hold = None if guard is None else _while_none_tight(guard, max_tokens)
+        out = smc(token_sampler, progress=progress, resample_if=hold, **run)
     if guard is not None:
         out = _explain_guard_deaths(out, guard, max_tokens)
     return _finish(out, constraint, stops)
+
+
+def _while_none_tight(guard: BudgetGuard, max_tokens: int) -> Callable[[Particles], bool]:
+    """Resample only while no live particle is *tight* under the budget guard.
+
+    A tight particle (its shortest completion found needs all the tokens left) goes on by
+    that completion; copies of it made now would stay identical to the end, and
+    resampling could not help it finish. So the run keeps its particles (and weights)
+    until those have finished; the decision is a function of the particles at that step,
+    like the ESS test, and the weights stay proper.
+    """
+
+    def resample_if(p: Particles) -> bool:
+        rows = getattr(p.tstate, "rows", None)  # the length twist's rows, if it is the twist
+        for r, i in enumerate(p.live.tolist()):
+            ctx = p.contexts[i]
+            row = rows[r] if isinstance(p.tstate, CompletionTwistState) else guard._row(ctx)
+            g = guard._completion(row) if row[0] is not None else None
+            if g is not None and guard._tokens_of(g) >= max_tokens - len(ctx):
+                return False
+        return True
+
+    return resample_if
 
 
 _NO_TOKEN = "dead: the target has no allowed next token at step "

@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,6 +147,10 @@ class SMCKernel:
         twist: Potential ψ used only to guide resampling (divided out at EOS), or ``None``.
         ess_threshold: Resample when ESS < ``ess_threshold · N``.
         resample: ``(rng, weights, n) -> ancestor indices``.
+        resample_if: A further condition on the particles, or ``None``: when the ESS is
+            low, resample only if ``resample_if(particles)`` is true. Like the ESS test it
+            is a function of the particle system at that step, so it changes when the
+            particles are resampled, not what the weights are proper for.
     """
 
     sampler: TokenSampler
@@ -153,6 +158,7 @@ class SMCKernel:
     twist: Potential | None = None
     ess_threshold: float = 0.5
     resample: Resampler = field(default_factory=lambda: get_scheme("multinomial"))
+    resample_if: Callable[[Particles], bool] | None = None
 
 
 @dataclass
@@ -283,7 +289,8 @@ def step(kernel: SMCKernel, p: Particles, rng: np.random.Generator) -> Particles
     ess = _ess(p.logw)
     p.ess_history.append(ess)
     p.logw_history.append(p.logw.copy())
-    if len(p.live) and ess > 0 and ess < kernel.ess_threshold * p.n:
+    low = len(p.live) and ess > 0 and ess < kernel.ess_threshold * p.n
+    if low and (kernel.resample_if is None or kernel.resample_if(p)):
         resample_particles(kernel, p, rng)
     return p
 
@@ -411,6 +418,7 @@ def smc(
     progress: bool | None = False,
     time_limit: float | None = None,
     max_lm_calls: int | None = None,
+    resample_if: Callable[[Particles], bool] | None = None,
 ) -> Result:
     """Run SMC with a token sampler.
 
@@ -437,6 +445,8 @@ def smc(
         time_limit: Wall-clock budget in seconds, checked before each step; ``None``: none.
         max_lm_calls: Budget of steps, each one batched LM call for all live particles;
             ``None``: none (``max_tokens`` bounds the run anyway).
+        resample_if: When the ESS is low, resample only if ``resample_if(particles)``
+            (see :class:`SMCKernel`); ``None``: always.
 
     When a budget runs out (or the run is interrupted with Ctrl-C), the particles still
     running are marked ``"truncated"`` (excluded from the posterior, as with
@@ -449,6 +459,7 @@ def smc(
     validate_run_args(n_particles, max_tokens, ess_threshold, on_max_tokens)
     validate_budgets(time_limit, max_lm_calls)
     kernel = make_kernel(sampler, critic, twist, ess_threshold, resampling)
+    kernel.resample_if = resample_if
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     t0 = time.perf_counter()
     p = init(kernel, n_particles)

@@ -2,7 +2,9 @@
 
 With a constraint that ends itself (``pt.json``'s structured mode), ``pt.sample`` runs SMC
 with AWRS, auto-stop, the budget guard (a declared restriction), the length twist and,
-by default (``resampling="auto"``), residual resampling at ESS < 0.5·N. The draws of many
+by default (``resampling="auto"``), residual resampling at ESS < 0.5·N, held while any
+particle is tight under the guard (on this toy the hold skips 52 of 59 resampling events
+in 200 runs, so it is exercised). The draws of many
 such runs, rejection-corrected (``smc_exact_draws``), must follow the exact posterior of
 ``AutoStop(LM, c) × c × guard`` (χ², false alarm 1e-4), and Ẑ must be unbiased for its Z
 (4 standard errors). The guard is a real restriction on this toy (it removes 7% of
