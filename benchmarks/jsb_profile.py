@@ -1,9 +1,9 @@
 """cProfile of potentia's SMC on JSONSchemaBench schemas (issue 17): where a step goes.
 
-``.venv/bin/python benchmarks/jsb_profile.py Github_easy 80`` runs
+``.venv/bin/python benchmarks/jsb_profile.py Github_easy 80 [NAME ...]`` runs
 ``pt.sample(lm, prompt, pt.json(schema), particles=8, max_tokens=80)`` (the defaults: AWRS,
 budget guard, length twist) on the schemas of ``jsonschemabench.sample_schemas(2, 0)`` in
-that split, with the benchmark's prompt, Gemma 3 270M fp32 and one thread, and prints the
+that split (or the named schemas of the split), with the benchmark's prompt, Gemma 3 270M fp32 and one thread, and prints the
 wall time per step and the cumulative time of the parts (LM linear layers, greedy
 completions, constraint masks, the escape search, the llguidance tokenizer build).
 """
@@ -43,8 +43,14 @@ def main() -> None:  # noqa: D103
     torch.set_num_threads(1)
     split = sys.argv[1] if len(sys.argv) > 1 else "Glaiveai2K"
     max_tokens = int(sys.argv[2]) if len(sys.argv) > 2 else 80
+    names = sys.argv[3:]  # schema names in the split (default: sample 0, 2 per split)
     lm = pt.LM.default()
-    for sp, name, schema in jb.sample_schemas(2, 0):
+    picks = (
+        [(split, n, json.loads((jb.JSB / split / f"{n}.json").read_text())) for n in names]
+        if names
+        else jb.sample_schemas(2, 0)
+    )
+    for sp, name, schema in picks:
         if sp != split:
             continue
         prompt = jb.PROMPT.format(schema=json.dumps(schema))
@@ -55,6 +61,8 @@ def main() -> None:  # noqa: D103
             lm, prompt, pt.json(schema), particles=8, max_tokens=max_tokens, seed=0, progress=False
         )
         prof.disable()
+        if os.environ.get("JSB_PROF_DUMP"):
+            prof.dump_stats(f"{os.environ['JSB_PROF_DUMP']}/{name}.prof")
         wall = time.perf_counter() - t0
         steps = max(len(c) for c in res.contexts)
         print(f"{sp}/{name}: {wall:.1f} s, {steps} steps, {1e3 * wall / steps:.0f} ms/step")

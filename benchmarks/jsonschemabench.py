@@ -783,6 +783,9 @@ def summarise(gen: dict) -> dict:
                 "empirical": len(ok) / n,
                 "compliance": len(ok) / len(gen_rows) if gen_rows else float("nan"),
                 "timeouts": sum(r.get("status") == "timeout" for r in rows),
+                "out_of_tokens": sum(r.get("status") == "max_tokens" for r in rows),
+                "no_output": sum(r.get("status") in ("all_dead", "dead") for r in rows),
+                "invalid": len(gen_rows) - len(ok),
                 "compile_p50_ms": float(np.median(comp)) if comp else float("nan"),
                 "compile_p99_ms": float(np.percentile(comp, 99)) if comp else float("nan"),
                 "ttft_ms": float(np.median(ttft)) if ttft else float("nan"),
@@ -885,21 +888,30 @@ def report(mask: dict | None, gen: dict | None, write: bool) -> str:
         for split in (*SPLITS, "all"):
             parts.append(f"\n### {split}\n")
             parts.append(
-                "| engine | n | declared | empirical | compliance | timeouts | "
-                "compile p50 ms | TTFT ms | ms/token | LM calls | LL/token (valid) |"
+                "| engine | n | declared | empirical | compliance | timeouts | out of tokens | "
+                "no output | invalid | compile p50 ms | TTFT ms | ms/token | LM calls | "
+                "LL/token (valid) |"
             )
-            parts.append("|---|---|---|---|---|---|---|---|---|---|---|")
+            parts.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             for e in ENGINES_GEN:
                 s = summ.get((split, e))
                 if s is None:
                     continue
                 parts.append(
                     f"| {e} | {s['n']} | {s['declared']:.2f} | {s['empirical']:.2f} | "
-                    f"{s['compliance']:.2f} | {s['timeouts']} | {s['compile_p50_ms']:.1f} | "
+                    f"{s['compliance']:.2f} | {s['timeouts']} | {s['out_of_tokens']} | "
+                    f"{s['no_output']} | {s['invalid']} | {s['compile_p50_ms']:.1f} | "
                     f"{s['ttft_ms']:.0f} | {s['tpot_ms']:.0f} | {s['lm_calls']:.0f} | "
                     f"{s['ll_per_token']:.2f} |"
                 )
         parts.append("\n![coverage × compliance](jsb_coverage.png)\n")
+        parts.append(
+            "Failures: *timeouts* (past the per-schema budget), *out of tokens* (a masked "
+            "greedy decode still unfinished at the token budget; its text is kept and "
+            "counts as generated but invalid, so it is also under *invalid*), *no output* "
+            "(potentia: no particle finished), *invalid* (a text was produced and does not "
+            "validate); schemas an engine refused count against declared coverage.\n"
+        )
         parts.append(
             "LM calls: forwards of the LM (potentia: `Result.target_evals`, batched over "
             "8 particles; masking: one per token). TTFT for potentia is not separated from "
