@@ -579,11 +579,14 @@ def _while_none_tight(guard: BudgetGuard, max_tokens: int) -> Callable[[Particle
     A tight particle (its shortest completion found needs all the tokens left) goes on by
     that completion; copies of it made now would stay identical to the end, and
     resampling could not help it finish. So the run keeps its particles (and weights)
-    until those have finished; the decision is a function of the particles at that step,
-    like the ESS test, and the weights stay proper.
+    until those have finished, unless a particle has died since the last resampling
+    (then resampling replaces it). The decision is a function of the particles at that
+    step, like the ESS test, and the weights stay proper.
     """
 
     def resample_if(p: Particles) -> bool:
+        if any(s.startswith("dead") for s in p.status):
+            return True  # replace the dead first: a valid copy beats a dead particle
         rows = getattr(p.tstate, "rows", None)  # the length twist's rows, if it is the twist
         for r, i in enumerate(p.live.tolist()):
             ctx = p.contexts[i]
