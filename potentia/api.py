@@ -587,10 +587,11 @@ def _while_none_tight(guard: BudgetGuard, max_tokens: int) -> Callable[[Particle
     def resample_if(p: Particles) -> bool:
         if any(s.startswith("dead") for s in p.status):
             return True  # replace the dead first: a valid copy beats a dead particle
-        rows = getattr(p.tstate, "rows", None)  # the length twist's rows, if it is the twist
+        st = p.tstate  # the length twist's rows hold the guard's rows, if it is that twist
+        same = isinstance(st, CompletionTwistState) and st.potential.bytes_c is guard.bytes_c
         for r, i in enumerate(p.live.tolist()):
             ctx = p.contexts[i]
-            row = rows[r] if isinstance(p.tstate, CompletionTwistState) else guard._row(ctx)
+            row = st.rows[r] if same else guard._row(ctx)
             g = guard._completion(row) if row[0] is not None else None
             if g is not None and guard._tokens_of(g) >= max_tokens - len(ctx):
                 return False
