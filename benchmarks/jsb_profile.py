@@ -64,9 +64,12 @@ def main() -> None:  # noqa: D103
         if os.environ.get("JSB_PROF_DUMP"):
             prof.dump_stats(f"{os.environ['JSB_PROF_DUMP']}/{name}.prof")
         wall = time.perf_counter() - t0
-        steps = max(len(c) for c in res.contexts)
-        print(f"{sp}/{name}: {wall:.1f} s, {steps} steps, {1e3 * wall / steps:.0f} ms/step")
         stats = pstats.Stats(prof).stats
+        # SMC steps run (the longest particle, finished or not), not the returned text's length
+        steps = sum(
+            v[1] for (f, _l, fn), v in stats.items() if f.endswith("engine.py") and fn == "step"
+        ) or max(len(c) for c in res.contexts)
+        print(f"{sp}/{name}: {wall:.1f} s, {steps} steps, {1e3 * wall / steps:.0f} ms/step")
         for (file, _line, fn), (_cc, nc, _tt, ct, _callers) in stats.items():
             for f, g, label in PARTS:
                 if file.endswith(f) and fn == g:

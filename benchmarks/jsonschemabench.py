@@ -976,9 +976,6 @@ def report(mask: dict | None, gen: dict | None, write: bool) -> str:
                 f"{r['invalid_accepted']} / {r['invalid_walks']} |"
             )
         bench["over_constraining"] = len(mask["potentia"]["over"])
-    text = "\n".join(parts)
-    if write:
-        write_section("jsb", text)
     keys = (
         "declared",
         "empirical",
@@ -993,8 +990,11 @@ def report(mask: dict | None, gen: dict | None, write: bool) -> str:
         f"{k}={bench[k]:.3g}" if isinstance(bench.get(k), float) else f"{k}={bench.get(k, 'NA')}"
         for k in keys
     )
+    parts.append(f"\n```text\n{line}\n```\n")
+    text = "\n".join(parts)
+    if write:
+        write_section("jsb", text)
     print(text)
-    print(line)
     return text
 
 
