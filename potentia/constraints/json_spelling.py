@@ -331,8 +331,9 @@ class Spelling:
             tb = self.vocab.tokens[t]
             new, out = feed(state, tb)
             hit = (new, None if out == tb and not state[1] else self.encode(out))
-            if len(self._step) < 1 << 16:
-                self._step[key] = hit
+            if len(self._step) >= 1 << 18:  # full: start again (the old rule, keep the
+                self._step.clear()  # first 65,536, made every later miss permanent)
+            self._step[key] = hit
         return hit
 
     def walk(self, context: list[int]) -> tuple[Lex, list[int]]:
