@@ -97,7 +97,17 @@ def test_fresh_cache_conversion_matches_and_from_pretrained_reads_it(smollm, mon
     folder = tmp_path / f"smollm2-135m-instruct-f32-v{embedded.FORMAT}"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
+    import gguf
+
+    parses, real = [], gguf.GGUFReader
+
+    def counted(path, *a, **k):
+        parses.append(path)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counted)
     fresh = embedded.load_smollm2(potentia.LM)
+    assert len(parses) == 1  # transformers asks three times (two configs, the weights)
     assert fresh is not smollm
     assert (folder / "model.safetensors").is_file() and (folder / "potentia.json").is_file()
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no leftovers
