@@ -591,9 +591,7 @@ def _while_none_tight(guard: BudgetGuard, max_tokens: int) -> Callable[[Particle
         same = isinstance(st, CompletionTwistState) and st.potential.bytes_c is guard.bytes_c
         for r, i in enumerate(p.live.tolist()):
             ctx = p.contexts[i]
-            row = st.rows[r] if same else guard._row(ctx)
-            g = guard._completion(row) if row[0] is not None else None
-            if g is not None and guard._tokens_of(g) >= max_tokens - len(ctx):
+            if guard.tight(st.rows[r] if same else guard.row(ctx), len(ctx)):
                 return False
         return True
 
@@ -617,12 +615,11 @@ def _explain_guard_deaths(out: Result, guard: BudgetGuard, max_tokens: int) -> R
         if not s.startswith(_NO_TOKEN):
             continue
         ctx = out.contexts[i]
-        row = guard._row(ctx)
-        g = guard._completion(row) if row[0] is not None else None
-        allowed = guard._allowed_next(row, len(ctx)) if g is not None else None
+        row = guard.row(ctx)
+        allowed = guard.allowed_next(row, len(ctx))
         if allowed is None or allowed:
             continue  # not tight, or the guard left a token: the constraint or the LM did it
-        need, left, step = guard._tokens_of(g), max_tokens - len(ctx), s[len(_NO_TOKEN) :]
+        need, left, step = guard.shortest(row), max_tokens - len(ctx), s[len(_NO_TOKEN) :]
         if not ctx:
             why = (
                 f"no value of the constraint fits in max_tokens={max_tokens}: the shortest "

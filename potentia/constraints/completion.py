@@ -336,14 +336,25 @@ class BudgetGuard(CompletionTwist):
         super().__init__(constraint, vocab, max_tokens, max_bytes=max_bytes)
         self._sets: dict[tuple[bytes, int], frozenset[int]] = {}
 
-    def _allowed_next(self, row: tuple, length: int) -> frozenset[int] | None:
-        """Tokens allowed after a prefix of ``length`` tokens in ``row`` (``None``: all)."""
+    def row(self, context: list[int]) -> tuple:
+        """The guard's row (byte-level matcher, escape state, bytes read) after ``context``."""
+        return self._row(context)
+
+    def shortest(self, row: tuple) -> int | None:
+        """Tokens of the greedy completion of ``row``; ``None`` where none was found."""
         g = self._completion(row)
-        if g is None:
+        return None if g is None else self._tokens_of(g)
+
+    def tight(self, row: tuple, length: int) -> bool:
+        """Whether a prefix of ``length`` tokens in ``row`` is tight: ``n(x) ≥ T − |x|``."""
+        n = self.shortest(row)
+        return n is not None and n >= self.max_tokens - length
+
+    def allowed_next(self, row: tuple, length: int) -> frozenset[int] | None:
+        """Tokens allowed after a prefix of ``length`` tokens in ``row`` (``None``: all)."""
+        if not self.tight(row, length):
             return None
-        left = self.max_tokens - length
-        if self._tokens_of(g) < left:
-            return None
+        g, left = self._completion(row), self.max_tokens - length
         key = (g, left)
         out = self._sets.get(key)
         if out is None:
@@ -360,7 +371,7 @@ class BudgetGuard(CompletionTwist):
     def _prefix(self, context: list[int]) -> float:
         row = self._start()
         for i, t in enumerate(context):
-            allowed = self._allowed_next(row, i)
+            allowed = self.allowed_next(row, i)
             if allowed is not None and t not in allowed:
                 return -np.inf
             row = self._feed(row, t)
@@ -373,7 +384,7 @@ class BudgetGuard(CompletionTwist):
         V = len(self.vocab)
         if self._prefix(context) == -np.inf:
             return np.full(V + 1, -np.inf)
-        allowed = self._allowed_next(self._row(context), len(context))
+        allowed = self.allowed_next(self._row(context), len(context))
         out = np.zeros(V + 1)
         if allowed is not None:
             out[:V] = -np.inf
@@ -410,7 +421,7 @@ class BudgetGuardState(PotentialState):
     def _set(self, r: int) -> frozenset[int] | None:
         s = self._sets[r]
         if s is False:
-            s = self._sets[r] = self.potential._allowed_next(self.rows[r], len(self._contexts[r]))
+            s = self._sets[r] = self.potential.allowed_next(self.rows[r], len(self._contexts[r]))
         return s
 
     def allowed(self) -> np.ndarray:  # noqa: D102
