@@ -655,8 +655,13 @@ def generate(
     engines: tuple[str, ...],
     out: Path | None = None,
     limit_s: float = 0.0,
+    backend: str = "transformers",
+    dtype: str = "fp32",
 ) -> dict:
     """The generation part: one record per (schema, engine).
+
+    Every engine decodes with the same LM, ``pt.LM.default(backend=backend, dtype=dtype)``
+    (the embedded Gemma 3 270M, 1 thread).
 
     With ``out``, rows are appended to that JSON-lines file as they finish and a rerun
     with the same settings skips the (schema, engine) pairs already there (resumable);
@@ -666,14 +671,22 @@ def generate(
 
     import potentia as pt
 
-    settings = {"per_split": per_split, "max_tokens": max_tokens, "budget": budget, "seed": seed}
+    settings = {
+        "per_split": per_split,
+        "max_tokens": max_tokens,
+        "budget": budget,
+        "seed": seed,
+        "backend": backend,
+        "dtype": dtype,
+    }
+    older = {"backend": "transformers", "dtype": "fp32"}  # files written before these keys
     done: set[tuple[str, str, str]] = set()
     rows: list[dict] = []
     fh = None
     if out is not None:
         head, rows = _read_rows(out)
         if head is not None:
-            old = {k: head.get(k) for k in settings}
+            old = {k: head.get(k, older.get(k)) for k in settings}
             if old != settings:
                 raise SystemExit(f"{out} was written with {old}; this run asks {settings}")
         done = {(r["split"], r["schema"], r["engine"]) for r in rows}
@@ -683,7 +696,7 @@ def generate(
             fh.write(json.dumps({"_header": head}) + "\n")
             fh.flush()
     torch.set_num_threads(1)
-    lm = pt.LM.default()
+    lm = pt.LM.default(backend=backend, dtype=dtype, n_threads=1)
     dec = MaskedDecoder(lm)
     signal.signal(signal.SIGALRM, _alarm)
     t_start = time.perf_counter()
@@ -817,7 +830,10 @@ def _kept_mask_section() -> str:
     a, b = text.find("<!-- BEGIN jsb -->"), text.find("<!-- END jsb -->")
     sec = text[a:b] if a >= 0 and b > a else ""
     k = sec.find("### Mask errors")
-    return sec[k:].rstrip() + "\n" if k >= 0 else ""
+    if k < 0:
+        return ""
+    ends = [e for e in (sec.find("\n### ", k + 1), sec.find("\n```text\nBENCH", k)) if e > 0]
+    return sec[k : min(ends, default=len(sec))].rstrip() + "\n"
 
 
 def plot(summ: dict, path: Path) -> None:
@@ -852,8 +868,16 @@ def plot(summ: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def report(mask: dict | None, gen: dict | None, write: bool) -> str:
-    """The docs section text (and the BENCH line, printed)."""
+def report(
+    mask: dict | None, gen: dict | None, write: bool, compile_times: dict | None = None
+) -> str:
+    """The docs section text (and the BENCH line, printed).
+
+    ``compile_times``: a ``benchmarks/json_compile.py --vocab gemma --save`` file's content
+    (the MaskBench sample compiled and lifted to Gemma 3's vocabulary, the measurement the
+    compile targets name); without it the BENCH line's compile figures are the generation
+    loop's own ``pt.json`` times.
+    """
     parts = ["## JSONSchemaBench (issue 17)\n"]
     bench: dict[str, Any] = {}
     if gen is not None:
@@ -863,6 +887,11 @@ def report(mask: dict | None, gen: dict | None, write: bool) -> str:
             f"{gen['per_split']} --max-tokens {gen['max_tokens']} --budget {gen['budget']:g}"
             f" --seed {gen['seed']}"
             + (f" --limit-s {gen['limit_s']:g}" if gen.get("limit_s") else "")
+            + (
+                f" --backend {gen['backend']} --dtype {gen['dtype']}"
+                if gen.get("backend", "transformers") != "transformers"
+                else ""
+            )
             + " --out gen.jsonl"
         )
         sizes = {sp: len(list((JSB / sp).glob("*.json"))) for sp in SPLITS}
@@ -875,13 +904,23 @@ def report(mask: dict | None, gen: dict | None, write: bool) -> str:
             f"({n_all} in all; the first of each split in the seeded order of sample "
             f"{gen['seed']}, splits interleaved), {gen['max_tokens']}-token budget, "
             f"{gen['budget']:g} s per schema and engine (a timeout is a failure), Gemma 3 "
-            f"270M fp32, 1 thread, one process on the shared 2-core machine (commit "
+            f"270M on {gen.get('backend', 'transformers')} {gen.get('dtype', 'fp32')} for "
+            "every engine, 1 thread, one process on the shared 2-core machine (commit "
             f"{gen['commit']}). The dev splits hold {', '.join(str(sizes[sp]) for sp in SPLITS)}"
-            " schemas, so ≥ 100 per split cannot be drawn from them; the run stopped at its "
-            f"wall limit. The five engines took {wall / 60:.0f} min, {per:.0f} s per schema: "
-            f"100 per split would take ≈ {300 * per / 3600:.1f} h, the whole dev set "
-            f"({sum(sizes.values())}) ≈ {sum(sizes.values()) * per / 3600:.1f} h on this "
-            f"machine. Command: `{cmd}` (rows appended as they finish; rerun to resume). "
+            " schemas, so ≥ 100 per split cannot be drawn from them"
+            + (
+                ": this run took every schema of every split. "
+                if n_all >= sum(sizes.values())
+                else "; the run stopped at its wall limit. "
+            )
+            + f"The five engines took {wall / 60:.0f} min, {per:.0f} s per schema"
+            + (
+                f": the whole dev set ({sum(sizes.values())}) would take "
+                f"≈ {sum(sizes.values()) * per / 3600:.1f} h on this machine. "
+                if n_all < sum(sizes.values())
+                else ". "
+            )
+            + f"Command: `{cmd}` (rows appended as they finish; rerun to resume). "
             f"With n ≈ {min(ns.values()) if ns else 0} per split a fraction's standard error "
             "is up to ≈ 0.5/√n.\n"
         )
@@ -939,6 +978,23 @@ def report(mask: dict | None, gen: dict | None, write: bool) -> str:
         )
         if write:
             plot(summ, ROOT / "docs" / "jsb_coverage.png")
+    if compile_times is not None:
+        ms = np.array(list(compile_times["times_ms"].values()))
+        bench.update(
+            compile_p50_ms=float(np.median(ms)), compile_p99_ms=float(np.percentile(ms, 99))
+        )
+        parts.append(
+            f"\n### Compile time (MaskBench sample)\n\n`potentia.json(schema)` lifted to "
+            f"Gemma 3's 262k-token vocabulary, each of the {len(ms)} MaskBench schemas once "
+            f"({len(compile_times['refused'])} refused), {compile_times['clock']} clock, "
+            f"1 thread (commit {compile_times['commit']}): p50 {np.median(ms):.2f} ms, "
+            f"p90 {np.percentile(ms, 90):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, max "
+            f"{ms.max():.0f} ms. Command: `.venv/bin/python benchmarks/json_compile.py "
+            f"--vocab gemma --clock {compile_times['clock']} --save FILE`, then `report "
+            "--compile FILE`. These are the BENCH line's compile figures; the tables' "
+            "compile column is `pt.json` inside the generation loop (byte level, wall clock, "
+            "on the dev schemas).\n"
+        )
     if mask is None and write:
         kept = _kept_mask_section()
         if kept:
@@ -1019,10 +1075,13 @@ def main() -> None:  # noqa: D103
         "--out", type=Path, help="JSON-lines file rows are appended to (resumable: reruns skip)"
     )
     g.add_argument("--limit-s", type=float, default=0.0, help="stop starting schemas after S s")
+    g.add_argument("--backend", default="transformers", help="LM backend of every engine")
+    g.add_argument("--dtype", default="fp32", help="its weight type (fp32, bf16, ...)")
     g.add_argument("--write", action="store_true")
     r = sub.add_parser("report")
     r.add_argument("--mask", type=Path)
     r.add_argument("--gen", type=Path)
+    r.add_argument("--compile", type=Path, help="a json_compile.py --vocab gemma --save file")
     r.add_argument("--write", action="store_true")
     args = ap.parse_args()
     if args.cmd == "mask":
@@ -1050,6 +1109,8 @@ def main() -> None:  # noqa: D103
             tuple(args.engines.split(",")),
             out=args.out,
             limit_s=args.limit_s,
+            backend=args.backend,
+            dtype=args.dtype,
         )
         if args.save:
             args.save.write_text(json.dumps(res))
@@ -1057,7 +1118,8 @@ def main() -> None:  # noqa: D103
     else:
         mask = json.loads(args.mask.read_text()) if args.mask else None
         gen = load_gen(args.gen) if args.gen else None
-        report(mask, gen, args.write)
+        comp = json.loads(args.compile.read_text()) if args.compile else None
+        report(mask, gen, args.write, comp)
 
 
 if __name__ == "__main__":
