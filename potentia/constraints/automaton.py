@@ -26,8 +26,8 @@ import weakref
 from collections import OrderedDict
 
 import numpy as np
-from numba import njit
 
+from potentia.constraints._jit import njit
 from potentia.constraints.bytedfa import INF, ByteDFA
 from potentia.potentials.base import Potential, PotentialState, Vocabulary
 

@@ -19,16 +19,19 @@ Constructions (all return untrimmed automata):
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from numba import njit
+
+from potentia.constraints._jit import njit
 
 __all__ = [
     "ByteDFA",
     "INF",
     "utf8_dfa",
+    "utf8_trimmed",
     "char_class_dfa",
     "aho_corasick",
     "suffix_automaton",
@@ -198,6 +201,12 @@ def _utf8_table() -> np.ndarray:
 
 
 UTF8 = _utf8_table()
+
+
+@functools.cache
+def utf8_trimmed() -> ByteDFA:
+    """``utf8_dfa().trimmed()``, built once, at first use (trimming runs a numba kernel)."""
+    return utf8_dfa().trimmed()
 
 
 def utf8_dfa(count: str | None = None) -> ByteDFA:

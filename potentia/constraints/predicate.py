@@ -47,13 +47,12 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from potentia.constraints.automaton import AutomatonPotential, vocab_tables
-from potentia.constraints.bytedfa import UTF8, utf8_dfa
+from potentia.constraints.bytedfa import UTF8, utf8_trimmed
 from potentia.potentials.base import Potential, PotentialState, Vocabulary
 
 __all__ = ["predicate", "PredicatePotential", "PredicateState", "PredicateError", "LEVELS"]
 
 LEVELS = ("complete", "prefix", "both")
-_UTF8_DFA = utf8_dfa().trimmed()
 
 
 class PredicateError(RuntimeError):
@@ -131,7 +130,7 @@ class PredicatePotential(Potential):
                 "has a zero-weight prefix and the language is empty. Use level='complete'."
             )
         self._root = _Row(True, 0, b"", "", w0 if level != "complete" else 0.0)
-        self._utf8 = AutomatonPotential(_UTF8_DFA, vocab, label="utf8")
+        self._utf8 = AutomatonPotential(utf8_trimmed(), vocab, label="utf8")
 
     # ----- calling fn -------------------------------------------------------------------
     def weight(self, text: str) -> float:

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from potentia.constraints.automaton import AutomatonPotential
-from potentia.constraints.bytedfa import INF, ByteDFA, utf8_dfa
+from potentia.constraints.bytedfa import INF, ByteDFA, utf8_dfa, utf8_trimmed
 from potentia.potentials.base import ContextState, Potential, Vocabulary
 
 __all__ = [
@@ -186,7 +186,6 @@ def syllables(per_line: Sequence[int]) -> AutomatonPotential:
 
 # ----- suffix rhymes ------------------------------------------------------------------------
 _WORD_BYTES = re.compile(rb"[A-Za-z]+")
-_UTF8 = utf8_dfa().trimmed()
 
 
 def rhyme_key(line: str, letters: int = 2) -> str | None:
@@ -215,7 +214,7 @@ class SuffixRhyme(Potential):
 
     def __init__(self, scheme: str, letters: int, vocab: Vocabulary) -> None:
         self.scheme, self.letters, self.vocab = scheme, letters, vocab
-        self._utf8 = AutomatonPotential(_UTF8, vocab, label="utf8")
+        self._utf8 = AutomatonPotential(utf8_trimmed(), vocab, label="utf8")
         self._newline = np.flatnonzero([b"\n" in t for t in vocab.tokens])
         self._empty = np.flatnonzero([not t for t in vocab.tokens])
 
