@@ -143,10 +143,11 @@ def _check_context_window(model: Any, prompt: Any, max_tokens: int) -> None:
     window = getattr(model, "context_window", None) or getattr(model, "max_length", None)
     if not isinstance(prompt, str | list) or not isinstance(window, int) or window <= 0:
         return
+    fix = model.window_fix() if hasattr(model, "window_fix") else ""
     if max_tokens >= window:
         raise ValueError(
             f"`max_tokens` is {max_tokens} but the model's context window holds {window} "
-            f"tokens; pass max_tokens < {window} (prompt included)."
+            f"tokens; pass max_tokens < {window} (prompt included){fix}."
         )
     if not hasattr(model, "prompt_ids"):
         return
@@ -155,7 +156,7 @@ def _check_context_window(model: Any, prompt: Any, max_tokens: int) -> None:
         raise ValueError(
             f"`prompt` has {n} tokens and `max_tokens` is {max_tokens}, together more than "
             f"the model's context window of {window} tokens; shorten the prompt or pass "
-            f"max_tokens <= {max(window - n, 0)}."
+            f"max_tokens <= {max(window - n, 0)}{fix}."
         )
 
 

@@ -33,10 +33,20 @@ def _offline_single_thread():
 
 @pytest.fixture(scope="session")
 def gemma():
-    """The embedded Gemma 3 270M as a ``potentia.LM`` (loaded once per session)."""
+    """The embedded Gemma 3 270M as ``LM.default()`` gives it: the default backend
+    (llama.cpp, fp16 weights; loaded once per session)."""
     from potentia.lm import LM
 
     return LM.default()
+
+
+@pytest.fixture(scope="session")
+def gemma_tf():
+    """The embedded Gemma 3 270M on transformers, fp32: the reference the other backends
+    and weight types are measured against (loaded once per session)."""
+    from potentia.lm import LM
+
+    return LM.default(backend="transformers")
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ __all__ = [
     "gemma_gguf_typed",
     "load_gemma_llamacpp",
     "rewrite_gguf",
+    "convert_tokenizer",
     "load_gemma",
     "load_smollm2",
     "convert_gguf",
@@ -271,6 +272,68 @@ def rewrite_gguf(src: Path, dst: Path, tensor_type: str) -> Path:
     return dst
 
 
+def convert_tokenizer(gguf: Path, out: Path, chat_template: str | None = None) -> Path:
+    """Write only the HF tokenizer of a GGUF model into a folder at ``out`` (no weights).
+
+    What the llama.cpp backend needs besides the GGUF itself: the same token ids and byte
+    tables as the transformers folder of :func:`convert_gguf`, without dequantising the
+    weights (most of that conversion). Written under a temporary name and renamed at the
+    end, like :func:`convert_gguf`.
+    """
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    gguf = Path(gguf)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
+        if chat_template and not getattr(tok, "chat_template", None):
+            tok.chat_template = chat_template
+        tok.save_pretrained(tmp)
+        meta = {"format": FORMAT, "source": gguf.name, "tokenizer_only": True}
+        (tmp / "potentia.json").write_text(json.dumps(meta))
+        try:
+            tmp.rename(out)
+        except OSError:
+            if not _tokenizer_ready(out):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return out
+
+
+def _tokenizer_ready(folder: Path) -> bool:
+    try:
+        meta = json.loads((folder / "potentia.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("format") == FORMAT and (folder / "tokenizer.json").is_file()
+
+
+def _gemma_tokenizer_folder(q4: Path) -> Path:
+    """A folder holding Gemma's HF tokenizer, made once at most.
+
+    The converted transformers folder when it is there, else a tokenizer-only folder made
+    from the GGUF ``q4``.
+    """
+    full = cache_dir() / f"gemma-3-270m-f32-v{FORMAT}"
+    if _ready(full):
+        return full
+    folder = cache_dir() / f"gemma-3-270m-tokenizer-v{FORMAT}"
+    if not _tokenizer_ready(folder):
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # stale or incomplete
+        convert_tokenizer(q4, folder, GEMMA_CHAT_TEMPLATE)
+    return folder
+
+
 def gemma_gguf_typed(dtype: str = "fp16") -> Path:
     """Gemma 3 270M's GGUF with ``dtype`` weights, in the model cache (made once).
 
@@ -293,10 +356,13 @@ def gemma_gguf_typed(dtype: str = "fp16") -> Path:
     return out
 
 
-def load_gemma_llamacpp(build: Build, dtype: str = "fp16", n_threads: int = 1) -> Any:
+def load_gemma_llamacpp(
+    build: Build, dtype: str = "fp16", n_threads: int = 1, n_ctx: int = 8192
+) -> Any:
     """Gemma 3 270M on the llama.cpp backend (``dtype``: fp32, fp16, bf16 or q4_k_m).
 
-    The tokenizer is the converted transformers folder's (same ids as the GGUF). Calls in
+    The tokenizer is the converted transformers folder's when it exists, else a
+    tokenizer-only folder made once from the GGUF (same ids either way). Calls in
     one process with the same arguments return the same object.
 
     Raises:
@@ -314,14 +380,14 @@ def load_gemma_llamacpp(build: Build, dtype: str = "fp16", n_threads: int = 1) -
             "llama.cpp build (a segfault, see docs/lm.md); use dtype='fp16' (the default, "
             "closest to fp32), 'bf16' or 'fp32'."
         )
-    key = ("gemma-llama.cpp", dtype, n_threads)
+    key = ("gemma-llama.cpp", dtype, n_threads, n_ctx)
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
-        folder = _converted(f"gemma-3-270m-f32-v{FORMAT}", gemma_gguf, GEMMA_CHAT_TEMPLATE)
         path = gemma_gguf_typed(dtype)
+        folder = _gemma_tokenizer_folder(gemma_gguf_typed("q4_k_m"))
         name = f"gemma-3-270m-llama.cpp-{dtype}"
-        backend = LlamaCppBackend(path, dtype=dtype, n_threads=n_threads, name=name)
+        backend = LlamaCppBackend(path, dtype=dtype, n_threads=n_threads, n_ctx=n_ctx, name=name)
         lm = build(backend, _fast_tokenizer(folder), name=name)
         _LOADED[key] = lm
         return lm

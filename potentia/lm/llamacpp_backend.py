@@ -179,7 +179,9 @@ class LlamaCppBackend(Backend):
             )
         self.n_outputs_max = n_seq_max
         self._mem = lc.llama_get_memory(self._ctx)
-        self.context_window = min(int(lc.llama_model_n_ctx_train(self._model)), n_ctx)
+        #: the context the model was trained for (the most ``n_ctx`` can usefully give)
+        self.n_ctx_train = int(lc.llama_model_n_ctx_train(self._model))
+        self.context_window = min(self.n_ctx_train, n_ctx)
         self.n_threads = n_threads
         self._free = list(range(n_seq_max - 1, -1, -1))
         self._lock = threading.Lock()

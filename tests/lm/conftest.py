@@ -48,7 +48,7 @@ def gemma_bf16():
     from potentia.lm import LM
 
     _need_bf16()
-    return LM.default(dtype="bf16")
+    return LM.default(backend="transformers", dtype="bf16")
 
 
 @pytest.fixture(scope="session")

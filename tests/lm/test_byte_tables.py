@@ -122,7 +122,7 @@ def test_gemma_table_details(gemma):
 def test_gemma_newline_eos_takes_every_newline_token(gemma):
     from potentia.lm import LM
 
-    lm = LM(gemma.model, gemma.tokenizer, eos=["<eos>", "<end_of_turn>", "\n"])
+    lm = LM(gemma.backend, gemma.tokenizer, eos=["<eos>", "<end_of_turn>", "\n"])
     tok = gemma.tokenizer
     want = {*gemma.eos_ids, tok.convert_tokens_to_ids("\n"), tok.convert_tokens_to_ids("<0x0A>")}
     assert set(lm.eos_ids) == want

@@ -43,10 +43,13 @@ def test_missing_gemma_package_prints_the_pip_command(monkeypatch, tmp_path):
 
 
 @pytest.mark.real_model
-def test_loaders_are_cached_per_process(gemma, smollm):
-    assert embedded.load_gemma(potentia.LM) is gemma and potentia.LM.default() is gemma
+def test_loaders_are_cached_per_process(gemma, gemma_tf, smollm):
+    assert potentia.LM.default() is gemma and gemma.dtype == "fp16"
+    assert embedded.load_gemma_llamacpp(potentia.LM) is gemma
+    assert potentia.LM.default(backend="llama.cpp", dtype="fp16") is gemma
+    assert embedded.load_gemma(potentia.LM) is gemma_tf and gemma_tf.dtype == "fp32"
+    assert potentia.LM.default(backend="transformers", dtype="fp32") is gemma_tf
     assert embedded.load_smollm2(potentia.LM) is smollm and potentia.LM.smollm2() is smollm
-    assert potentia.LM.default(dtype="fp32") is gemma and gemma.dtype == "fp32"
 
 
 @pytest.mark.real_model
@@ -61,14 +64,14 @@ def test_loaded_models_are_cached_per_dtype(smollm, smollm_bf16):
 
 
 @pytest.mark.real_model
-@pytest.mark.parametrize("name", ["gemma", "smollm"])
+@pytest.mark.parametrize("name", ["gemma_tf", "smollm"])
 def test_fast_tokenizer_equals_autotokenizer(name, request):
     from transformers import AutoTokenizer
 
     lm = request.getfixturevalue(name)
     folder = embedded.cache_dir() / (
         f"gemma-3-270m-f32-v{embedded.FORMAT}"
-        if name == "gemma"
+        if name == "gemma_tf"
         else f"smollm2-135m-instruct-f32-v{embedded.FORMAT}"
     )
     ref = AutoTokenizer.from_pretrained(folder, local_files_only=True)
@@ -139,3 +142,39 @@ def test_demo_runs(gemma, capsys):
     assert "weighted posterior" in text and "log Ẑ" in text
     assert np.isfinite(out.log_z) and out.log_z < 0
     assert all(t.endswith(".") and t.startswith(" ") for t in out.posterior)
+
+
+@pytest.mark.real_model
+def test_llamacpp_first_run_converts_only_the_tokenizer(monkeypatch, tmp_path):
+    """On an empty cache the llama.cpp loader writes a tokenizer-only folder from the GGUF
+    (no dequantised weights); its token ids and byte table equal the converted
+    transformers folder's, and it is made once. A ready transformers folder is used as is.
+    """
+    from potentia.lm.tokenizer import byte_table
+
+    q4 = embedded.gemma_gguf_typed("q4_k_m")  # the real cache's copy of the shipped file
+    full = embedded.cache_dir() / f"gemma-3-270m-f32-v{embedded.FORMAT}"
+    if not embedded._ready(full):
+        potentia.LM.default(backend="transformers")  # converts it
+    ref = embedded._fast_tokenizer(full)
+    monkeypatch.setenv("POTENTIA_CACHE", str(tmp_path))
+    folder = embedded._gemma_tokenizer_folder(q4)
+    assert folder == tmp_path / f"gemma-3-270m-tokenizer-v{embedded.FORMAT}"
+    assert (folder / "tokenizer.json").is_file() and not (folder / "model.safetensors").exists()
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # no leftovers
+    tok = embedded._fast_tokenizer(folder)
+    assert byte_table(tok).tokens == byte_table(ref).tokens
+    for text in ["The capital of France is", " naïve café 🙂\n\n  x", "<start_of_turn>user"]:
+        assert tok(text)["input_ids"] == ref(text)["input_ids"]
+    msg = [{"role": "user", "content": "Hi"}]
+    assert tok.apply_chat_template(msg, tokenize=False) == ref.apply_chat_template(
+        msg, tokenize=False
+    )
+
+    def no_second_conversion(*a, **k):
+        raise AssertionError("converted twice")
+
+    monkeypatch.setattr(embedded, "convert_tokenizer", no_second_conversion)
+    assert embedded._gemma_tokenizer_folder(q4) == folder
+    monkeypatch.setenv("POTENTIA_CACHE", str(full.parent))
+    assert embedded._gemma_tokenizer_folder(q4) == full

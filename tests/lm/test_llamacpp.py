@@ -83,22 +83,22 @@ def test_potential_laws(gemma_llama):
     assert_potential_laws(pot, [[], x], tokens=tokens, atol=ATOL, rng=rng, check_states=False)
 
 
-def test_agrees_with_transformers_fp32(gemma, gemma_llama):
+def test_agrees_with_transformers_fp32(gemma_tf, gemma_llama):
     """fp16 GGUF vs transformers fp32: top 10 equal and KL ≤ 1e-4 (measured ~1e-5)."""
     pr, pl = (
-        gemma.potential("The capital of France is"),
+        gemma_tf.potential("The capital of France is"),
         gemma_llama.potential("The capital of France is"),
     )
-    for c in ([], gemma.encode(" Paris"), gemma.encode(" Paris, and")):
+    for c in ([], gemma_tf.encode(" Paris"), gemma_tf.encode(" Paris, and")):
         a, b = pr.logw_next(c), pl.logw_next(c)
         fin = np.isfinite(a)
         kl = float((np.exp(a[fin]) * (a[fin] - b[fin])).sum())
         assert 0 <= kl < 1e-4, (c, kl)
         assert list(np.argsort(-a)[:10]) == list(np.argsort(-b)[:10]), c
     # a one-token change of context is far outside ATOL: the cache tests above can fail
-    other = fresh(gemma_llama, pl.prompt_ids, gemma.encode(" Lyon")[:1])
+    other = fresh(gemma_llama, pl.prompt_ids, gemma_tf.encode(" Lyon")[:1])
     with pytest.raises(AssertionError):
-        assert_logw_close(pl.logw_next(gemma.encode(" Paris")[:1]), other, ATOL)
+        assert_logw_close(pl.logw_next(gemma_tf.encode(" Paris")[:1]), other, ATOL)
 
 
 #: fixed contexts for the F32 agreement test: every position of each (36 rows in all)
@@ -119,7 +119,7 @@ def full_rows(lm: LM, prompt: str, ctx: list[int]) -> np.ndarray:
     return torch.log_softmax(torch.cat(rows).double(), dim=-1).numpy()
 
 
-def test_f32_agrees_with_transformers_fp32(gemma, gemma_llama_f32):
+def test_f32_agrees_with_transformers_fp32(gemma_tf, gemma_llama_f32):
     """F32 GGUF vs transformers fp32 (issue 14): top 10 equal and KL ≤ 1e-5 at every position.
 
     Deterministic (fixed contexts, one thread). Measured on this build: KL at most 6.6e-6
@@ -132,8 +132,8 @@ def test_f32_agrees_with_transformers_fp32(gemma, gemma_llama_f32):
     """
     for prompt in AGREE_PROMPTS:
         for cont in AGREE_CONTINUATIONS:
-            ctx = list(gemma.encode(cont)) if cont else []
-            a, b = full_rows(gemma, prompt, ctx), full_rows(gemma_llama_f32, prompt, ctx)
+            ctx = list(gemma_tf.encode(cont)) if cont else []
+            a, b = full_rows(gemma_tf, prompt, ctx), full_rows(gemma_llama_f32, prompt, ctx)
             kl = (np.exp(a) * (a - b)).sum(axis=1)  # KL(fp32 ‖ F32 GGUF) per position
             assert kl.max() <= 1e-5, (prompt, cont, kl)
             top_a, top_b = np.argsort(-a, axis=1)[:, :10], np.argsort(-b, axis=1)[:, :10]
@@ -162,3 +162,20 @@ def test_bad_arguments_name_the_argument(tmp_path):
     with pytest.raises(ValueError, match="`n_threads`"):
         LlamaCppBackend(bad, n_threads=0)
     assert resolve_llama_dtype(torch.float16) == resolve_llama_dtype("f16") == "fp16"
+
+
+def test_context_window_follows_n_ctx_and_errors_name_it(gemma):
+    """The default backend's window is its KV cache (n_ctx); a prompt or max_tokens past it
+    is refused before any LM call, with `n_ctx` named as the way to a longer context."""
+    import potentia as pt
+
+    assert gemma.context_window == 8192 and gemma.backend.n_ctx_train == 32768
+    gemma.backend.stats.reset()
+    with pytest.raises(ValueError, match=r"`max_tokens` is 9000.*pt\.LM\.default\(n_ctx=\.\.\.\)"):
+        pt.sample(gemma, "Hi", pt.regex("a+"), max_tokens=9000)
+    with pytest.raises(ValueError, match=r"`prompt` has \d+ tokens.*up to 32768 tokens"):
+        gemma.potential("word " * 9000)
+    assert gemma.backend.stats.as_dict()["forwards"] == 0
+    small = LM.default(n_ctx=512)
+    assert small is not gemma and small.context_window == 512
+    assert small is LM.default(n_ctx=512)  # cached per (dtype, threads, n_ctx)

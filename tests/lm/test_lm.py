@@ -277,7 +277,7 @@ def test_state_is_an_lmstate_and_empty_batches_work(tiny_lm):
 # ----- the real embedded models ------------------------------------------------------
 #: (fixture, internal-consistency tolerance): every real backend variant
 REAL = {
-    "gemma": ATOL,
+    "gemma_tf": ATOL,
     "smollm": ATOL,
     "gemma_bf16": BF16_REAL_ATOL,
     "smollm_bf16": BF16_REAL_ATOL,
@@ -332,13 +332,14 @@ def test_gemma_is_a_working_model_and_has_a_chat_prompt(gemma):
 
 
 @pytest.mark.real_model
-@pytest.mark.parametrize("name", ["gemma", "smollm"])
+@pytest.mark.parametrize("name", ["gemma_tf", "smollm"])
 def test_real_bf16_is_close_to_fp32_and_tolerance_tells_contexts_apart(name, request):
     """bf16 vs the fp32 reference, mass-weighted; the bf16 tolerance still catches errors.
 
     Measured KL(fp32 ‖ bf16) on these contexts: ~1e-4..3e-3 (docs/lm.md); bound 1e-2.
     """
-    ref, lm = request.getfixturevalue(name), request.getfixturevalue(f"{name}_bf16")
+    bf16 = {"gemma_tf": "gemma_bf16", "smollm": "smollm_bf16"}[name]
+    ref, lm = request.getfixturevalue(name), request.getfixturevalue(bf16)
     assert lm.dtype == "bf16" and ref.dtype == "fp32"
     assert next(lm.model.parameters()).dtype == torch.bfloat16
     pr, pb = ref.potential("The capital of France is"), lm.potential("The capital of France is")
@@ -393,7 +394,7 @@ def test_bf16_detection_and_refusal_without_it(monkeypatch, tiny_lm, tmp_path):
     monkeypatch.setattr(embedded, "_LOADED", {})
     monkeypatch.setattr(embedded, "convert_gguf", lambda *a, **k: loads.append(a))
     with pytest.raises(ValueError, match="`dtype` is 'bf16'"):
-        LM.default(dtype="bf16")  # refused before any conversion or load
+        LM.default(backend="transformers", dtype="bf16")  # refused before any conversion
     with pytest.raises(ValueError, match="`dtype` is 'bf16'"):
         LM.smollm2(dtype="bf16")
     (tmp_path / "config.json").write_text("{}")

@@ -456,7 +456,7 @@ def test_gemma_json_newline_eos(gemma):
         "required": ["name", "age"],
         "additionalProperties": False,
     }
-    lm_nl = LM(gemma.model, gemma.tokenizer, eos="\n")
+    lm_nl = LM(gemma.backend, gemma.tokenizer, eos="\n")
     prompt = (
         'People as JSON, one per line:\n{"name": "Alice", "age": 31}\n{"name": "Bob", "age": 45}\n'
     )
