@@ -84,6 +84,33 @@ def _llama_cpp():
     return llama_cpp
 
 
+def _release_pages(ptr, nbytes: int) -> None:
+    """Give the whole pages of ``[ptr, ptr + nbytes)`` back to the OS (``MADV_DONTNEED``).
+
+    llama.cpp sizes its logits buffer for ``n_seq_max`` rows (128 × 262k floats, 134 MB for
+    Gemma) and zero-fills it, so all of it is resident although a decode writes only its
+    own output rows from the start of the buffer. The buffer is private anonymous memory,
+    which reads back as zeros after ``MADV_DONTNEED``: the same content, resident again
+    only where a decode writes (measured: 16 rows keep 17 MB, not 134). Linux only; a
+    no-op elsewhere or if the call fails.
+    """
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or not ptr:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        page = os.sysconf("SC_PAGE_SIZE")
+        start = ptr if isinstance(ptr, int) else ctypes.cast(ptr, ctypes.c_void_p).value
+        lo = -(-start // page) * page
+        hi = (start + nbytes) // page * page
+        if hi > lo:
+            libc.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), 4)  # MADV_DONTNEED
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
 class SeqCache:
     """A backend cache: one sequence id of the shared KV cache per row, and its length.
 
@@ -178,6 +205,7 @@ class LlamaCppBackend(Backend):
                 f"llama.cpp could not make a context for {str(path)!r} (n_ctx={n_ctx})."
             )
         self.n_outputs_max = n_seq_max
+        _release_pages(lc.llama_get_logits(self._ctx), n_seq_max * self.n_out * 4)
         self._mem = lc.llama_get_memory(self._ctx)
         #: the context the model was trained for (the most ``n_ctx`` can usefully give)
         self.n_ctx_train = int(lc.llama_model_n_ctx_train(self._model))

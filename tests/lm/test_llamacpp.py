@@ -7,6 +7,8 @@ Measured here (fp16 GGUF rewritten from the shipped Q4_K_M, 1 thread): see docs/
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pytest
 import torch
@@ -179,3 +181,39 @@ def test_context_window_follows_n_ctx_and_errors_name_it(gemma):
     small = LM.default(n_ctx=512)
     assert small is not gemma and small.context_window == 512
     assert small is LM.default(n_ctx=512)  # cached per (dtype, threads, n_ctx)
+
+
+def test_release_pages_keeps_zeros_and_frees_the_pages():
+    """What the backend does to llama.cpp's zero-filled logits buffer: the pages leave the
+    resident set and read back as zeros; memory outside the range is untouched."""
+    import mmap
+
+    from potentia.lm.llamacpp_backend import _release_pages
+
+    page = mmap.PAGESIZE
+    n = 4096 * page
+    buf = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # like a large malloc
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    arr[:] = 0
+    arr[:page] = 7  # the first page (outside the released range below) keeps its bytes
+
+    def resident_pages() -> int:
+        return sum(1 for b in _mincore(buf, n) if b & 1)
+
+    assert resident_pages() == 4096
+    head = ctypes.c_char.from_buffer(buf)
+    _release_pages(ctypes.addressof(head) + page, n - page)
+    assert resident_pages() == 1
+    assert (arr[:page] == 7).all() and not arr[page:].any()
+    del arr, head
+
+
+def _mincore(buf, n):
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    vec = (ctypes.c_ubyte * (n // mmap.PAGESIZE))()
+    head = ctypes.c_char.from_buffer(buf)
+    assert libc.mincore(ctypes.c_void_p(ctypes.addressof(head)), ctypes.c_size_t(n), vec) == 0
+    del head
+    return bytes(vec)
