@@ -212,7 +212,11 @@ class LlamaCppBackend(Backend):
         self.context_window = min(self.n_ctx_train, n_ctx)
         self.n_threads = n_threads
         self._free = list(range(n_seq_max - 1, -1, -1))
-        self._lock = threading.Lock()
+        # ids of garbage-collected handles, back to the bank at the next take: a finalizer
+        # may run inside any allocation, also while this thread holds the lock or is
+        # between llama.cpp calls, so it only appends here (atomic), never locks or calls C
+        self._pending: list[list[int]] = []
+        self._lock = threading.RLock()
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
         b = self._batch
         n = self.n_batch
@@ -226,10 +230,12 @@ class LlamaCppBackend(Backend):
     # ----- the bank of sequence ids ---------------------------------------------------
     def _take(self, m: int) -> list[int]:
         with self._lock:
+            self._reclaim()
             if len(self._free) < m:
                 import gc
 
                 gc.collect()  # handles in reference cycles
+                self._reclaim()
             if len(self._free) < m:
                 raise RuntimeError(
                     f"the llama.cpp backend has {len(self._free)} free sequence ids and needs "
@@ -239,9 +245,21 @@ class LlamaCppBackend(Backend):
             return [self._free.pop() for _ in range(m)]
 
     def _release(self, seqs: list[int]) -> None:
-        if getattr(self, "_ctx", None) is None:
-            return
+        """A handle's finalizer: queue its ids (see ``_pending``); nothing else."""
+        if getattr(self, "_ctx", None) is not None:
+            self._pending.append(seqs)
+
+    @property
+    def free_seq_ids(self) -> int:
+        """Sequence ids a new handle can take now (queued ones included)."""
         with self._lock:
+            self._reclaim()
+            return len(self._free)
+
+    def _reclaim(self) -> None:
+        """Clear the KV cells of queued ids and return them to the bank (lock held)."""
+        while self._pending:
+            seqs = self._pending.pop()
             for s in seqs:
                 self._lc.llama_memory_seq_rm(self._mem, s, -1, -1)
             self._free.extend(seqs)
