@@ -125,16 +125,15 @@ def pooled_smc(results) -> dict:
 
 
 class RowCounter:
-    """Counts LM rows (batch × forward) through a forward hook on the model."""
+    """Counts LM rows: the score rows the backend returned (``lm.backend.stats.rows``,
+    one per distinct context forwarded), on any backend."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.rows = 0
-        model.register_forward_hook(self._hook, with_kwargs=True)
+    def __init__(self, lm: LM) -> None:
+        self.stats = lm.backend.stats
 
-    def _hook(self, module, args, kwargs, output) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is not None and hasattr(ids, "shape"):
-            self.rows += int(ids.shape[0])
+    @property
+    def rows(self) -> int:
+        return self.stats.rows
 
 
 def part_a(lm: LM, counter: RowCounter, grammar: str, awrs_samples: int, quick: bool) -> dict:
@@ -266,11 +265,11 @@ def part_b(lm: LM, names: list[tuple[str, str]], n_samples: int, max_tokens: int
     return rows
 
 
-def render(results: dict, part_b_rows: list[dict], cmd: str) -> str:
+def render(results: dict, part_b_rows: list[dict], cmd: str, backends: str = "") -> str:
     lines = [
         "## ASAp convergence to the exact grammar-constrained distribution",
         "",
-        f"Command: `{cmd}` (1 torch thread). Prompt: {PROMPT!r}. KL(empirical ‖ exact) in nats "
+        f"Command: `{cmd}` (1 thread; {backends}). Prompt: {PROMPT!r}. KL(empirical ‖ exact) in nats "
         "over the 17 strings; LM calls in parentheses (trie methods: prefixes expanded by "
         "that method's own trie; AWRS-SMC: LM rows forwarded). SMC: 10 particles a run, runs "
         "pooled by Ẑ. LCD bias: KL of LCD's own exact distribution.",
@@ -372,10 +371,11 @@ def main() -> None:
     t0 = time.perf_counter()
     models = [("Gemma 3 270M", LM.default)] + ([] if args.quick else [("SmolLM2 135M", LM.smollm2)])
     grammars = ["binary_len_5_0"] + ([] if args.quick else ["binary_len_5_1"])
-    results, smol = {}, None
+    results, smol, used = {}, None, []
     for mname, load in models:
         lm = load()
-        counter = RowCounter(lm.model)
+        used.append(f"{mname}: {lm.backend!r}")
+        counter = RowCounter(lm)
         if "Smol" in mname:
             smol = lm
         for g in grammars:
@@ -394,7 +394,7 @@ def main() -> None:
     cmd = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/asap_convergence.py " + " ".join(
         sys.argv[1:]
     )
-    text = render(results, rows, cmd.strip())
+    text = render(results, rows, cmd.strip(), ", ".join(used))
     print(text)
     if not args.no_write:
         write_section("asap", text + f"\nTotal wall time {time.perf_counter() - t0:.0f}s.\n")

@@ -17,12 +17,14 @@ valid outputs among finished particles, dead particles (killed by the token samp
 truncated particles (``max_tokens`` reached) and the fraction of wall time spent outside
 the model's forward pass (timed by hooks on the shared ``torch.nn.Module``).
 
-Systems: potentia and genlm-control on the fp32 model (genlm-control's default CPU setup;
-the same-backend ratio), and both again on a bf16 copy of the model (``LM.default(dtype=
-"bf16")``; genlm-control is handed that model object). Systems are interleaved: each of
-``--rounds`` rounds runs every system once per task, ``--runs`` SMC runs each; the figures
-are sums over rounds. ``speedup_*`` is potentia's fastest row against genlm-control's
-default (fp32); ``speedup_bf16_*`` compares both on bf16; ``same_backend_*`` both on fp32.
+Systems: potentia and genlm-control on the transformers fp32 model (genlm-control's
+default CPU setup; the same-backend ratio), both again on a bf16 copy of it
+(``LM.default(backend="transformers", dtype="bf16")``; genlm-control is handed that model
+object), and potentia on its default backend (``LM.default()``: llama.cpp, fp16 weights;
+genlm-control has no llama.cpp backend). Systems are interleaved: each of ``--rounds``
+rounds runs every system once per task, ``--runs`` SMC runs each; the figures are sums
+over rounds. ``speedup_*`` is potentia's fastest row against genlm-control's default
+(fp32); ``speedup_bf16_*`` compares both on bf16; ``same_backend_*`` both on fp32.
 
 Usage::
 
@@ -156,6 +158,24 @@ class ForwardTimer:
             self.total += time.perf_counter() - self._t0
 
 
+class ExtendTimer:
+    """Accumulates wall time inside a potentia backend's ``_extend`` (the llama.cpp decode:
+    batch fill, ``llama_decode``, logits copy), like :class:`ForwardTimer` for torch."""
+
+    def __init__(self, backend) -> None:
+        self.total = 0.0
+        inner = backend._extend
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                self.total += time.perf_counter() - t0
+
+        backend._extend = timed
+
+
 class Counting(TokenSampler):
     """Delegates to a sampler and counts proposals, checks and masks."""
 
@@ -175,7 +195,7 @@ class Counting(TokenSampler):
 
 # ----------------------------------------------------------------------------- potentia
 def run_potentia(task: Task, lm: LM, timer: ForwardTimer, runs: int) -> Stats:
-    lm_task = LM(lm.model, lm.tokenizer, eos="\n") if task.newline_eos else lm
+    lm_task = LM(lm.backend, lm.tokenizer, eos="\n") if task.newline_eos else lm
     c = pt.regex(task.spec) if task.kind == "regex" else pt.json(task.spec, mode="any")
     sampler = Counting(AWRS(lm_task.potential(task.prompt), c))
     smc(sampler, N_PARTICLES, 2, rng=12345)  # warm-up: prompt prefill, lifting tables
@@ -299,17 +319,24 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    lms = {"fp32": LM.default()}
+    lms = {"fp32": LM.default(backend="transformers")}
     notes = []
     try:
-        lms["bf16"] = LM.default(dtype="bf16")
+        lms["bf16"] = LM.default(backend="transformers", dtype="bf16")
     except ValueError as err:  # no bf16 arithmetic on this CPU
         notes.append(f"bf16 rows not run: {err}")
-    timers = {k: ForwardTimer(v.model) for k, v in lms.items()}
+    default = LM.default()  # potentia's default backend (llama.cpp fp16)
+    if default.backend is not lms["fp32"].backend:
+        lms["default"] = default
+    timers = {
+        k: ForwardTimer(v.model) if k in ("fp32", "bf16") else ExtendTimer(v.backend)
+        for k, v in lms.items()
+    }
     systems = [
         (f"{name}{'' if dt == 'fp32' else ' ' + dt}", fn, dt)
         for dt in lms
         for name, fn in (("potentia", run_potentia), ("genlm-control", run_genlm))
+        if dt in ("fp32", "bf16") or name == "potentia"
     ]
     tasks = args.tasks.split(",")
     acc: dict[tuple[str, str], Stats] = {}
@@ -358,8 +385,10 @@ def main(argv: list[str] | None = None) -> None:
         f"and system (figures summed), {N_PARTICLES} particles, "
         f"ESS threshold {ESS}, max_tokens a={TASKS['a'].max_tokens} b={TASKS['b'].max_tokens} "
         f"c={TASKS['c'].max_tokens}, 1 torch thread, {platform.processor() or platform.machine()}"
-        f", {os.cpu_count()} CPUs (shared with other jobs: noisy). fp32 rows share one model "
-        'object, bf16 rows another (`LM.default(dtype="bf16")`).\n\n'
+        f", {os.cpu_count()} CPUs (shared with other jobs: noisy). fp32 rows share one "
+        'transformers model object (`LM.default(backend="transformers")`), bf16 rows another '
+        '(`dtype="bf16"`); `potentia default` is `LM.default()` '
+        f"({default.backend!r}, 1 thread; its forward time is the backend's decode).\n\n"
         + table(rows, ratios)
         + "".join(f"\n- {n}" for n in notes)
     )

@@ -86,7 +86,7 @@ def main() -> None:
     t = step_cpu(lm, [n, 2 * n], args.steps)
     gain = 2 * t[n] / t[2 * n]
     lines = [
-        f"Model {lm.name} ({args.model}), fp32, 1 thread, CPU time per step, medians of "
+        f"Model {lm.name} ({args.model}), {lm.dtype}, 1 thread, CPU time per step, medians of "
         f"{args.steps} interleaved steps; load average {os.getloadavg()[0]:.1f}.",
         "",
         "| rows in one forward | step CPU ms |",
