@@ -87,7 +87,7 @@ def _llama_cpp():
 def _release_pages(ptr, nbytes: int) -> None:
     """Give the whole pages of ``[ptr, ptr + nbytes)`` back to the OS (``MADV_DONTNEED``).
 
-    llama.cpp sizes its logits buffer for ``n_seq_max`` rows (128 × 262k floats, 134 MB for
+    llama.cpp sizes its logits buffer for ``n_seq_max`` rows (256 × 262k floats, 268 MB for
     Gemma) and zero-fills it, so all of it is resident although a decode writes only its
     own output rows from the start of the buffer. The buffer is private anonymous memory,
     which reads back as zeros after ``MADV_DONTNEED``: the same content, resident again
@@ -114,17 +114,40 @@ def _release_pages(ptr, nbytes: int) -> None:
 class SeqCache:
     """A backend cache: one sequence id of the shared KV cache per row, and its length.
 
+    A handle also keeps each row's tokens, so that the backend may *evict* it when the bank
+    of sequence ids runs out (least recently used first) and rebuild its rows by decoding
+    those tokens again if it is extended later.
+
     Attributes:
-        seqs: Sequence id of each row.
+        seqs: Sequence id of each row (stale while evicted).
         pos: Next position of each row (tokens it covers).
+        tokens: Each row's token ids from position 0 (int32 arrays).
+        used: When the backend last extended from this handle (its clock).
     """
 
-    __slots__ = ("seqs", "pos", "__weakref__")
+    __slots__ = ("seqs", "pos", "tokens", "used", "_owned", "__weakref__")
 
-    def __init__(self, backend: LlamaCppBackend, seqs: np.ndarray, pos: np.ndarray) -> None:
+    def __init__(
+        self,
+        backend: LlamaCppBackend,
+        seqs: np.ndarray,
+        pos: np.ndarray,
+        tokens: list[np.ndarray],
+    ) -> None:
         self.seqs = seqs
         self.pos = pos
-        weakref.finalize(self, backend._release, seqs.tolist())
+        self.tokens = tokens
+        self.used = backend._tick()
+        # the ids this handle holds now: emptied on eviction, refilled on rebuild; the
+        # finalizer hands back whatever it holds then
+        self._owned = seqs.tolist()
+        weakref.finalize(self, backend._release, self._owned)
+        backend._live.add(self)
+
+    @property
+    def evicted(self) -> bool:
+        """Whether the backend took this handle's sequence ids back (rebuilt on use)."""
+        return not self._owned and len(self.seqs) > 0
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -138,8 +161,11 @@ class LlamaCppBackend(Backend):
         dtype: Its weight type, for messages and ``lm.dtype`` (not read from the file).
         n_threads: CPU threads for llama.cpp (1: measured best on shared machines).
         n_ctx: KV cells shared by every live row and prompt (tokens of distinct contexts).
-        n_seq_max: Sequence ids in the bank: live rows of every live handle together (also
-            the logits buffer's rows: 128 × 262k floats = 134 MB for Gemma).
+        n_seq_max: Sequence ids in the bank (at most 256, llama.cpp's limit): live rows of
+            the live handles. When they run out, the least recently used handles give
+            theirs back and are rebuilt from their tokens if used again, so only the rows
+            of one step (and the handle it extends) must fit. Also the logits buffer's
+            rows, of which only the written ones stay resident.
         name: A label for messages.
         flash_attn: Use llama.cpp's flash-attention kernel (``None``: off for fp32 weights,
             llama.cpp's automatic choice otherwise). Its CPU kernel rounds through fp16:
@@ -158,7 +184,7 @@ class LlamaCppBackend(Backend):
         dtype: str = "q4_k_m",
         n_threads: int = 1,
         n_ctx: int = 8192,
-        n_seq_max: int = 128,
+        n_seq_max: int = 256,
         name: str | None = None,
         flash_attn: bool | None = None,
     ) -> None:
@@ -171,6 +197,8 @@ class LlamaCppBackend(Backend):
         for arg, v in (("n_threads", n_threads), ("n_ctx", n_ctx), ("n_seq_max", n_seq_max)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"`{arg}` is {v!r}; pass a positive int.")
+        if n_seq_max > 256:
+            raise ValueError(f"`n_seq_max` is {n_seq_max}; llama.cpp allows at most 256.")
         self.dtype = resolve_llama_dtype(dtype)
         self.name = name or path.stem
         self.device = torch.device("cpu")
@@ -205,6 +233,7 @@ class LlamaCppBackend(Backend):
                 f"llama.cpp could not make a context for {str(path)!r} (n_ctx={n_ctx})."
             )
         self.n_outputs_max = n_seq_max
+        self.n_seq_max = n_seq_max
         _release_pages(lc.llama_get_logits(self._ctx), n_seq_max * self.n_out * 4)
         self._mem = lc.llama_get_memory(self._ctx)
         #: the context the model was trained for (the most ``n_ctx`` can usefully give)
@@ -217,6 +246,11 @@ class LlamaCppBackend(Backend):
         # between llama.cpp calls, so it only appends here (atomic), never locks or calls C
         self._pending: list[list[int]] = []
         self._lock = threading.RLock()
+        self._live: weakref.WeakSet[SeqCache] = weakref.WeakSet()  # handles (for eviction)
+        self._clock = 0
+        #: handles evicted (their ids taken back) and rebuilt (decoded again) so far
+        self.evictions = 0
+        self.rebuilds = 0
         self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
         b = self._batch
         n = self.n_batch
@@ -228,7 +262,12 @@ class LlamaCppBackend(Backend):
         self._nseq[:] = 1
 
     # ----- the bank of sequence ids ---------------------------------------------------
-    def _take(self, m: int) -> list[int]:
+    def _tick(self) -> int:
+        self._clock += 1
+        return self._clock
+
+    def _take(self, m: int, keep: SeqCache | None = None) -> list[int]:
+        """``m`` free sequence ids; evicts least recently used handles (never ``keep``)."""
         with self._lock:
             self._reclaim()
             if len(self._free) < m:
@@ -237,12 +276,45 @@ class LlamaCppBackend(Backend):
                 gc.collect()  # handles in reference cycles
                 self._reclaim()
             if len(self._free) < m:
+                self._evict(m - len(self._free), keep)
+            if len(self._free) < m:
+                held = len(keep._owned) if keep is not None else 0
                 raise RuntimeError(
-                    f"the llama.cpp backend has {len(self._free)} free sequence ids and needs "
-                    f"{m}: too many live rows across states; make the backend with a larger "
-                    "`n_seq_max` (at most 256 in llama.cpp)."
+                    f"one llama.cpp step needs {m} sequence ids beside the {held} of the state "
+                    f"it extends, and the backend has {self.n_seq_max} in all: use fewer "
+                    "particles (at most n_seq_max / 2 per step), or backend='transformers'."
                 )
             return [self._free.pop() for _ in range(m)]
+
+    def _evict(self, need: int, keep: SeqCache | None) -> None:
+        """Take back the ids of the least recently used live handles (lock held)."""
+        for h in sorted((h for h in list(self._live) if h._owned), key=lambda h: h.used):
+            if need <= 0:
+                break
+            if h is keep:
+                continue
+            ids = list(h._owned)
+            h._owned.clear()
+            for s in ids:
+                self._lc.llama_memory_seq_rm(self._mem, s, -1, -1)
+            self._free.extend(ids)
+            need -= len(ids)
+            self.evictions += 1
+
+    def _rebuild(self, h: SeqCache) -> None:
+        """Give an evicted handle ids again and decode its rows' tokens into them."""
+        with self._lock:
+            ids = self._take(len(h.tokens), keep=h)
+            h.seqs = np.asarray(ids, dtype=np.int64)
+            h._owned.extend(ids)
+            self.rebuilds += 1
+        lens = [len(t) for t in h.tokens]
+        self._decode(
+            np.concatenate(h.tokens),
+            np.concatenate([np.arange(n) for n in lens]),
+            np.repeat(h.seqs, lens),
+            np.zeros(sum(lens), dtype=np.int8),
+        )
 
     def _release(self, seqs: list[int]) -> None:
         """A handle's finalizer: queue its ids (see ``_pending``); nothing else."""
@@ -274,28 +346,49 @@ class LlamaCppBackend(Backend):
         m, k = ids_np.shape
         keep = min(int(keep), k)
         if cache is None:
-            src, start = None, np.zeros(m, dtype=np.int64)
+            sel, start = None, np.zeros(m, dtype=np.int64)
         else:
             sel = np.arange(len(cache)) if rows is None else np.asarray(rows, dtype=np.int64)
-            src, start = cache.seqs[sel], cache.pos[sel]
+            start = cache.pos[sel]
         if (start + k > self.context_window).any():
             raise ValueError(
                 f"a context would reach {int((start + k).max())} tokens; the llama.cpp "
                 f"context holds {self.context_window} (make the backend with a larger `n_ctx`)."
             )
-        new = np.asarray(self._take(m), dtype=np.int64)
-        handle = SeqCache(self, new, start + k)  # owns `new` from here (freed with it)
-        if src is not None:
-            for s, d in zip(src.tolist(), new.tolist(), strict=True):
+        if cache is not None:
+            if cache.evicted:
+                self._rebuild(cache)
+            cache.used = self._tick()
+        new = np.asarray(self._take(m, keep=cache), dtype=np.int64)
+        if cache is None:
+            tokens = [ids_np[i].copy() for i in range(m)]
+        else:
+            tokens = [np.concatenate((cache.tokens[r], ids_np[i])) for i, r in enumerate(sel)]
+        handle = SeqCache(self, new, start + k, tokens)  # owns `new` from here
+        if cache is not None:
+            for s, d in zip(cache.seqs[sel].tolist(), new.tolist(), strict=True):
                 lc.llama_memory_seq_cp(self._mem, s, d, -1, -1)
         # token order: row-major; outputs (the last `keep` of each row) in the same order
-        tok = ids_np.reshape(-1)
-        pos = (start[:, None] + np.arange(k)[None]).reshape(-1)
-        seq = np.repeat(new, k)
         out = np.zeros((m, k), dtype=np.int8)
         out[:, k - keep :] = 1
-        out = out.reshape(-1)
-        result = np.empty((m * keep, self.n_out), dtype=np.float32)
+        result = self._decode(
+            ids_np.reshape(-1),
+            (start[:, None] + np.arange(k)[None]).reshape(-1),
+            np.repeat(new, k),
+            out.reshape(-1),
+        )
+        return torch.from_numpy(result).view(m, keep, self.n_out), handle
+
+    def _decode(
+        self, tok: np.ndarray, pos: np.ndarray, seq: np.ndarray, out: np.ndarray
+    ) -> np.ndarray:
+        """Feed flat tokens (id, position, sequence, output flag) to ``llama_decode``.
+
+        Batches of at most ``n_batch`` tokens and ``n_outputs_max`` outputs; returns the
+        output rows' float32 scores, in order.
+        """
+        lc = self._lc
+        result = np.empty((int(out.sum()), self.n_out), dtype=np.float32)
         done = 0
         total = len(tok)
         i = 0
@@ -329,7 +422,7 @@ class LlamaCppBackend(Backend):
                 result[done : done + n_o] = np.ctypeslib.as_array(ptr, shape=(n_o, self.n_out))
                 done += n_o
             i = j
-        return torch.from_numpy(result).view(m, keep, self.n_out), handle
+        return result
 
     def close(self) -> None:
         """Free the llama.cpp context and model (the backend is unusable afterwards)."""
