@@ -30,6 +30,7 @@ What every backend gets from this class (the shared part):
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -165,6 +166,30 @@ class Backend(ABC):
         return scores[:, -1], new, None if len(reps) == n else inverse
 
 
+#: id(vocab_ids tensor) -> (weak reference to it, its runs); torch tensors cannot be keys
+#: of a WeakKeyDictionary (their ``==`` is elementwise)
+_RUNS: dict[int, tuple[weakref.ref, tuple[tuple[int, int, int], ...]]] = {}
+
+
+def _runs(vocab_ids: torch.Tensor) -> tuple[tuple[int, int, int], ...]:
+    """``vocab_ids`` as contiguous ranges ``(first id, end id, first position)``.
+
+    Memoised per tensor; empty when there are more than 64 ranges (a gather is as good).
+    """
+    key = id(vocab_ids)
+    hit = _RUNS.get(key)
+    if hit is not None and hit[0]() is vocab_ids:
+        return hit[1]
+    ids = vocab_ids.cpu().numpy().astype(np.int64)
+    cut = np.flatnonzero(np.diff(ids) != 1) + 1
+    starts, ends = np.r_[0, cut], np.r_[cut, len(ids)]
+    r: tuple[tuple[int, int, int], ...] = ()
+    if len(ids) and len(starts) <= 64:
+        r = tuple((int(ids[a]), int(ids[a]) + int(b - a), int(a)) for a, b in zip(starts, ends))
+    _RUNS[key] = (weakref.ref(vocab_ids, lambda _r, k=key: _RUNS.pop(k, None)), r)
+    return r
+
+
 def log_probs(scores: torch.Tensor, vocab_ids: torch.Tensor, eos_ids: torch.Tensor) -> np.ndarray:
     """Log-probs over vocabulary positions plus EOS from full-output-layer scores.
 
@@ -186,7 +211,12 @@ def log_probs(scores: torch.Tensor, vocab_ids: torch.Tensor, eos_ids: torch.Tens
     del buf
     V = len(vocab_ids)
     out = np.empty((x.shape[0], V + 1))
-    np.subtract(np.take(xn, vocab_ids.cpu().numpy(), axis=1), lse[:, None], out=out[:, :V])
+    runs = _runs(vocab_ids)
+    if runs:  # few contiguous id ranges (Gemma: 2): slices, no gathered temporary
+        for a, b, d in runs:
+            np.subtract(xn[:, a:b], lse[:, None], out=out[:, d : d + b - a])
+    else:
+        np.subtract(np.take(xn, vocab_ids.cpu().numpy(), axis=1), lse[:, None], out=out[:, :V])
     eos = np.take(xn, eos_ids.cpu().numpy(), axis=1).astype(np.float64)
     me = eos.max(axis=1, keepdims=True)
     with np.errstate(invalid="ignore"):  # all-(-inf) EOS scores: -inf, as logsumexp gives

@@ -30,6 +30,30 @@ def test_log_probs_match_float64_softmax(dtype, n):
     np.testing.assert_array_equal(one, got[0])
 
 
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.r_[np.arange(7, 5000), np.arange(6000, 200_000)],  # 2 runs, like Gemma's vocabulary
+        np.arange(200_003),  # one run: every id
+        np.r_[np.arange(0, 100_000, 2), np.arange(150_000, 200_000)],  # > 64 runs: gather
+    ],
+)
+def test_log_probs_on_id_ranges_equal_the_gather(ids):
+    """Vocabularies made of a few contiguous id ranges are sliced, not gathered: the same
+    rows bit for bit."""
+    from potentia.lm import backend
+
+    x = torch.randn(3, 200_003, generator=torch.Generator().manual_seed(0)) * 4
+    vocab_ids, eos_ids = torch.as_tensor(ids), torch.tensor([1, 17])
+    got = log_probs(x, vocab_ids, eos_ids)
+    runs = backend._runs(vocab_ids)
+    assert (0 < len(runs) <= 2) if len(np.flatnonzero(np.diff(ids) != 1)) < 64 else runs == ()
+    other = torch.as_tensor(ids.copy())
+    backend._RUNS[id(other)] = (lambda: other, ())  # force the gather path for this tensor
+    np.testing.assert_array_equal(got, log_probs(x, other, eos_ids))
+    assert np.abs(got - _reference(x, vocab_ids, eos_ids)).max() < 1e-7
+
+
 def test_log_probs_masked_logits_and_eos():
     x = torch.tensor([[0.0, -np.inf, 2.0, -np.inf], [1.0, 1.0, -np.inf, -np.inf]])
     vocab_ids, eos_ids = torch.tensor([0, 1, 2]), torch.tensor([3])
