@@ -39,6 +39,22 @@ _ALIASES = {"float32": "fp32", "f32": "fp32", "float16": "fp16", "f16": "fp16", 
 
 _INIT_LOCK = threading.Lock()
 _LOG_CB = None  # kept alive: llama.cpp holds the pointer
+#: every open backend, closed by an atexit hook while the interpreter is whole
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_all() -> None:
+    """Free every open llama.cpp context and model before the interpreter tears down.
+
+    Left to garbage collection at exit, a context could outlive the Python objects and
+    state its destructors use (a test session ended in a segfault after all tests passed);
+    closed here, in order, nothing of llama.cpp is left for the process's exit.
+    """
+    for b in list(_OPEN):
+        try:
+            b.close()
+        except Exception:  # noqa: BLE001, S110 - best effort at exit
+            pass
 
 
 def resolve_llama_dtype(dtype: str | torch.dtype) -> str:
@@ -78,6 +94,9 @@ def _llama_cpp():
     global _LOG_CB
     with _INIT_LOCK:
         if _LOG_CB is None:
+            import atexit
+
+            atexit.register(_close_all)
             _LOG_CB = llama_cpp.llama_log_callback(lambda level, text, data: None)
             llama_cpp.llama_log_set(_LOG_CB, ctypes.c_void_p(0))
             llama_cpp.llama_backend_init()
@@ -260,6 +279,7 @@ class LlamaCppBackend(Backend):
         self._out = np.ctypeslib.as_array(b.logits, shape=(n,))
         self._seq = [b.seq_id[i] for i in range(n)]
         self._nseq[:] = 1
+        _OPEN.add(self)
 
     # ----- the bank of sequence ids ---------------------------------------------------
     def _tick(self) -> int:
@@ -330,6 +350,9 @@ class LlamaCppBackend(Backend):
 
     def _reclaim(self) -> None:
         """Clear the KV cells of queued ids and return them to the bank (lock held)."""
+        if self._ctx is None:
+            self._pending.clear()
+            return
         while self._pending:
             seqs = self._pending.pop()
             for s in seqs:
@@ -341,6 +364,8 @@ class LlamaCppBackend(Backend):
         return len(cache)
 
     def _extend(self, cache, rows, ids, keep):
+        if self._ctx is None:
+            raise RuntimeError(f"{self!r} is closed.")
         lc = self._lc
         ids_np = ids.cpu().numpy().astype(np.int32)
         m, k = ids_np.shape
@@ -427,13 +452,18 @@ class LlamaCppBackend(Backend):
     def close(self) -> None:
         """Free the llama.cpp context and model (the backend is unusable afterwards)."""
         lc = self._lc
-        if getattr(self, "_ctx", None) is not None:
-            lc.llama_batch_free(self._batch)
-            lc.llama_free(self._ctx)
-            lc.llama_model_free(self._model)
-            self._ctx = None
+        with self._lock:
+            ctx, self._ctx = getattr(self, "_ctx", None), None
+            if ctx is not None:
+                lc.llama_batch_free(self._batch)
+                lc.llama_free(ctx)
+                lc.llama_model_free(self._model)
 
     def __del__(self) -> None:
+        import sys
+
+        if sys.is_finalizing():  # the atexit hook closed it, or it is too late to call C
+            return
         try:
             self.close()
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown

@@ -286,3 +286,31 @@ def embedded_path(dtype: str):
     from potentia.lm.embedded import gemma_gguf_typed
 
     return gemma_gguf_typed(dtype)
+
+
+def test_closed_backends_refuse_work_and_exit_hook_closes_all():
+    """The atexit hook frees every open context while the interpreter is whole; a closed
+    backend raises instead of handing a freed context to llama.cpp."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, potentia as pt\n"
+        "from potentia.lm import llamacpp_backend as lb\n"
+        "lm = pt.LM.default(n_ctx=256)\n"
+        "s = lm.potential('Hi').init_state(2).advance(np.array([5, 6]))\n"
+        "s.logw_next()\n"
+        "assert lm.backend in set(lb._OPEN)\n"
+        "lb._close_all()\n"
+        "assert lm.backend._ctx is None\n"
+        "try:\n"
+        "    s.advance(np.array([1, 2])).logw_next()\n"
+        "except RuntimeError as e:\n"
+        "    assert 'is closed' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n"
+        "lm2 = pt.LM.default(n_ctx=128)\n"
+        "lm2.potential('Hi').init_state(1).logw_next()\n"  # left open: the hook closes it
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
