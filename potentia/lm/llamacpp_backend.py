@@ -22,6 +22,7 @@ into the model cache (:func:`potentia.lm.embedded.gemma_gguf_typed`).
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 import weakref
 from pathlib import Path
@@ -110,11 +111,10 @@ def _release_pages(ptr, nbytes: int) -> None:
     Gemma) and zero-fills it, so all of it is resident although a decode writes only its
     own output rows from the start of the buffer. The buffer is private anonymous memory,
     which reads back as zeros after ``MADV_DONTNEED``: the same content, resident again
-    only where a decode writes (measured: 16 rows keep 17 MB, not 134). Linux only; a
+    only where a decode writes (measured: 16 rows keep 17 MB, not 268). Linux only; a
     no-op elsewhere or if the call fails.
     """
     import os
-    import sys
 
     if not sys.platform.startswith("linux") or not ptr:
         return
@@ -460,8 +460,6 @@ class LlamaCppBackend(Backend):
                 lc.llama_model_free(self._model)
 
     def __del__(self) -> None:
-        import sys
-
         if sys.is_finalizing():  # the atexit hook closed it, or it is too late to call C
             return
         try:
