@@ -590,6 +590,7 @@ def run_potentia(
             "n_tokens": 0,
             "dead": int(len(res.texts)),
             "particles": int(len(res.texts)),
+            "causes": sorted({str(st)[:200] for st in res.status})[:4],  # why, in its words
         }
     i = int(np.random.default_rng(seed).choice(len(w), p=w / w.sum()))
     text = res.texts[i]
