@@ -110,15 +110,9 @@ def convert_gguf(gguf: Path, out: Path, chat_template: str | None = None) -> Pat
     """
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     gguf = Path(gguf)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
+    with _atomic_folder(out, _ready) as tmp:
         kw = {"gguf_file": gguf.name, "local_files_only": True}
         with _one_gguf_parse():
             tok = AutoTokenizer.from_pretrained(gguf.parent, **kw)
@@ -136,10 +130,30 @@ def convert_gguf(gguf: Path, out: Path, chat_template: str | None = None) -> Pat
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         tok.save_pretrained(tmp)
         (tmp / "potentia.json").write_text(json.dumps({"format": FORMAT, "source": gguf.name}))
+    return out
+
+
+@contextlib.contextmanager
+def _atomic_folder(out: Path, ready: Callable[[Path], bool]):
+    """A temporary folder beside ``out``, renamed to ``out`` when the block succeeds.
+
+    Removed if the block fails; if another process renamed its own folder to ``out``
+    first and that one is ``ready``, ours is dropped. transformers' logs and progress bars
+    are quiet inside the block.
+    """
+    from transformers.utils import logging as hf_logging
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield tmp
         try:
             tmp.rename(out)
         except OSError:
-            if not _ready(out):
+            if not ready(out):
                 raise
             shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
     except BaseException:
@@ -148,7 +162,6 @@ def convert_gguf(gguf: Path, out: Path, chat_template: str | None = None) -> Pat
     finally:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
-    return out
 
 
 @contextlib.contextmanager
@@ -281,31 +294,15 @@ def convert_tokenizer(gguf: Path, out: Path, chat_template: str | None = None) -
     end, like :func:`convert_gguf`.
     """
     from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     gguf = Path(gguf)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
+    with _atomic_folder(out, _tokenizer_ready) as tmp:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, local_files_only=True)
         if chat_template and not getattr(tok, "chat_template", None):
             tok.chat_template = chat_template
         tok.save_pretrained(tmp)
         meta = {"format": FORMAT, "source": gguf.name, "tokenizer_only": True}
         (tmp / "potentia.json").write_text(json.dumps(meta))
-        try:
-            tmp.rename(out)
-        except OSError:
-            if not _tokenizer_ready(out):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another process finished first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        hf_logging.set_verbosity(verbosity)
     return out
 
 
