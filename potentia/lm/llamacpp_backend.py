@@ -460,10 +460,11 @@ class LlamaCppBackend(Backend):
                 lc.llama_model_free(self._model)
 
     def __del__(self) -> None:
-        if sys.is_finalizing():  # the atexit hook closed it, or it is too late to call C
-            return
         try:
-            self.close()
+            # at shutdown the atexit hook has closed it, and it is too late to call C (even
+            # the module's globals may be gone: any error here means "shutting down")
+            if not sys.is_finalizing():
+                self.close()
         except Exception:  # noqa: BLE001, S110 - interpreter shutdown
             pass
 
