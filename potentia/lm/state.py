@@ -192,6 +192,9 @@ class LMState(PotentialState):
         self._rows = rows
         self._pending = pending
         self._memo: np.ndarray | None = None
+        # a parent's memo and the rows selected from it: copied only if read (SMC reads the
+        # rows of a resampled state rarely; it advances it, which needs a forward anyway)
+        self._memo_of: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def contexts(self) -> list[list[int]]:  # noqa: D102
@@ -203,6 +206,10 @@ class LMState(PotentialState):
     def logw_next(self) -> np.ndarray:
         """Next-token log-probs of every row (one batched forward, memoised)."""
         if self._memo is not None:
+            return self._memo
+        if self._memo_of is not None:
+            parent, rows = self._memo_of
+            self._memo, self._memo_of = parent[rows], None
             return self._memo
         pot = self.potential
         n = len(self._contexts)
@@ -267,5 +274,8 @@ class LMState(PotentialState):
             pending=self._pending[rows],
         )
         if self._memo is not None:
-            out._memo = self._memo[rows]
+            out._memo_of = (self._memo, rows)
+        elif self._memo_of is not None:
+            parent, prev = self._memo_of
+            out._memo_of = (parent, prev[rows])
         return out

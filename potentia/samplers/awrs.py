@@ -223,13 +223,16 @@ class AWRS(TokenSampler):
             check_logw(logw, f"{type(self).__name__}: the LM's logw_next")
         B = 1 << max(0, math.ceil(math.log2(math.sqrt(V1))))
         nb = -(-V1 // B)
-        e = np.zeros((n, nb * B))
+        e = np.empty((n, nb * B))  # every entry written below (no zero-fill pass first)
+        e[:, V1:] = 0.0
         alive = m > -np.inf
         if alive.all():
             np.subtract(logw, m[:, None], out=e[:, :V1])
             np.exp(e[:, :V1], out=e[:, :V1])
-        elif alive.any():
-            e[alive, :V1] = np.exp(logw[alive] - m[alive, None])
+        else:
+            e[:, :V1] = 0.0
+            if alive.any():
+                e[alive, :V1] = np.exp(logw[alive] - m[alive, None])
         bs = e.reshape(n, nb, B).sum(axis=2)
         rows = [_Row(_Urn(logw[r], float(m[r]), e[r], bs[r], B)) for r in range(n)]
         for r in np.flatnonzero(~alive):

@@ -404,3 +404,21 @@ def test_bf16_detection_and_refusal_without_it(monkeypatch, tiny_lm, tmp_path):
     for flags in ({"avx512_bf16"}, {"amx_bf16"}, {"bf16"}):  # x86 (two kinds), ARM
         monkeypatch.setattr(tb, "_cpu_flags", lambda f=flags: frozenset(f))
         assert tb.bf16_supported("cpu")
+
+
+def test_select_copies_the_rows_only_when_read(tiny_lm):
+    """``select`` keeps a reference to the parent's rows and the row map; the rows are
+    copied on the first read (SMC advances a resampled state without reading it), and
+    chained selections compose."""
+    pot = tiny_lm.potential("the cat")
+    s = pot.init_state(3).advance(np.array([1, 2, 3]))
+    rows = s.logw_next()
+    t = s.select(np.array([2, 0, 0]))
+    assert t._memo is None and t._memo_of is not None  # nothing copied yet
+    u = t.select(np.array([1, 2]))
+    np.testing.assert_array_equal(u.logw_next(), rows[[0, 0]])
+    np.testing.assert_array_equal(t.logw_next(), rows[[2, 0, 0]])
+    assert t._memo_of is None and s.logw_next() is rows  # the parent's rows untouched
+    a = t.advance(np.array([4, 5, 6])).logw_next()  # a forward from the selected rows
+    b = pot.state_from([c + [x] for c, x in zip(t.contexts, [4, 5, 6])]).logw_next()
+    np.testing.assert_allclose(a, b, atol=1e-5)
