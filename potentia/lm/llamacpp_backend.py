@@ -22,6 +22,7 @@ into the model cache (:func:`potentia.lm.embedded.gemma_gguf_typed`).
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 import threading
 import weakref
@@ -114,8 +115,6 @@ def _release_pages(ptr, nbytes: int) -> None:
     only where a decode writes (measured: 16 rows keep 17 MB, not 268). Linux only; a
     no-op elsewhere or if the call fails.
     """
-    import os
-
     if not sys.platform.startswith("linux") or not ptr:
         return
     try:

@@ -59,7 +59,8 @@ class LMPotential(Potential):
         if len(prompt_ids) >= lm.max_length:
             raise ValueError(
                 f"`prompt` has {len(prompt_ids)} tokens but the model's context holds "
-                f"{lm.max_length}; shorten the prompt so that generated tokens fit."
+                f"{lm.max_length}; shorten the prompt so that generated tokens fit"
+                f"{lm.window_fix()}."
             )
         self.lm = lm
         self.vocab = lm.vocab
@@ -101,7 +102,7 @@ class LMPotential(Potential):
             raise ValueError(
                 f"prompt ({len(self.prompt_ids)} tokens) plus context ({n_generated} tokens) "
                 f"exceeds the model's context of {self.lm.max_length} tokens; lower "
-                "`max_tokens` or shorten the prompt."
+                f"`max_tokens` or shorten the prompt{self.lm.window_fix()}."
             )
 
     def to_vocab(self, scores: torch.Tensor) -> np.ndarray:

@@ -252,10 +252,11 @@ def test_more_live_states_than_sequence_ids_evict_and_rebuild(gemma_llama_f32):
     an incremental decode and a one-pass prefill round differently, by up to 6e-3 in
     ``assert_logw_close``'s metric on unlikely tokens; a row rebuilt from wrong tokens or
     positions is orders of magnitude further)."""
+    from potentia.lm.embedded import gemma_gguf_typed
     from potentia.lm.llamacpp_backend import LlamaCppBackend
 
     small = LlamaCppBackend(
-        embedded_path("fp32"), dtype="fp32", n_seq_max=6, n_ctx=2048, name="tiny-bank"
+        gemma_gguf_typed("fp32"), dtype="fp32", n_seq_max=6, n_ctx=2048, name="tiny-bank"
     )
     lm = LM(small, gemma_llama_f32.tokenizer)
     assert lm.vocab == gemma_llama_f32.vocab
@@ -280,12 +281,6 @@ def test_more_live_states_than_sequence_ids_evict_and_rebuild(gemma_llama_f32):
     with pytest.raises(RuntimeError, match="sequence ids.*fewer particles"):
         pot.init_state(6).advance(np.arange(6)).logw_next()  # 6 new + the prompt's > 6
     small.close()
-
-
-def embedded_path(dtype: str):
-    from potentia.lm.embedded import gemma_gguf_typed
-
-    return gemma_gguf_typed(dtype)
 
 
 def test_closed_backends_refuse_work_and_exit_hook_closes_all():
